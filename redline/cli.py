@@ -1,0 +1,62 @@
+"""The `redline` command: one entry point that dispatches to each part's own `main(argv)`.
+
+Each subcommand lives in its own module and parses its own arguments, so `redline X --help` shows the
+options of X, and starting one part never imports the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with main(argv) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "setup-tools": ("redline.tools", "fetch the pinned Prometheus/Alertmanager/... binaries into .tools/bin"),
+    "up": ("redline.stack", "start the native stack (127.0.0.1) and print its status table"),
+    "down": ("redline.stack", "stop the native stack"),
+    "status": ("redline.stack", "show the native stack's processes and URLs"),
+    "generate": ("generator.cli", "render the thresholds catalogue into rules, tests, runbooks, dashboards"),
+    "check": ("generator.cli", "fail when generated files differ from what the catalogue renders"),
+    "exporter": ("exporters.cli", "run an exporter: 'host' (host and process metrics) or 'jobs' (job queue)"),
+    "demo": ("exporters.demo.cli", "simulate the four monitored systems; 'demo fault' injects faults"),
+    "pager-sink": ("redline.pager_sink", "webhook receiver that stands in for the paging service"),
+    "reload": ("redline.reload", "validate configs, then reload the running Prometheus and Alertmanager"),
+    "rollback": ("redline.reload", "restore the previous commit's configs and reload"),
+}
+
+# Subcommands that share a module get their own name passed as the first argument.
+SHARED_MODULE = {"up", "down", "status", "generate", "check", "reload", "rollback"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redline",
+        description="redline: an observability stack kept as code. Run 'redline COMMAND --help' for details.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv or argv[0] in {"-h", "--help"}:
+        parser.print_help()
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[name][0])
+    if name in SHARED_MODULE:
+        rest = [name, *rest]
+    try:
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
