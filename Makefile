@@ -1,0 +1,66 @@
+# redline: `make up` runs the native stack, `make test` proves it. Everything is installed by these
+# targets: a virtualenv in .venv and the pinned binaries in .tools/bin (see tools/versions.yml).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REDLINE := $(BIN)/redline
+PROMTOOL := .tools/bin/promtool
+AMTOOL := .tools/bin/amtool
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup tools up up-ha down status test lint generate check bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+setup: $(STAMP) tools ## create .venv and fetch the pinned binaries (idempotent, cached)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "redline needs Python >= 3.11 ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	@echo "==> creating $(VENV) and installing redline with its dependencies"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+tools: $(STAMP)
+	@$(REDLINE) setup-tools
+
+up: setup ## start the native stack on 127.0.0.1 and print its status table
+	@$(REDLINE) up
+
+up-ha: setup ## the same, with a three-node Alertmanager cluster
+	@$(REDLINE) up --ha
+
+down: ## stop the native stack (data is kept in .run/)
+	@if [ -x $(REDLINE) ]; then $(REDLINE) down; else echo "nothing to stop (no .venv)"; fi
+
+status: ## show the native stack's services and URLs
+	@$(REDLINE) status
+
+generate: $(STAMP) ## render thresholds/ into rules, tests, runbooks, dashboards
+	@$(REDLINE) generate
+
+check: setup ## fail when generated files drift from the catalogue; validate every config with promtool/amtool
+	@$(REDLINE) check
+	@$(PROMTOOL) check rules prometheus/rules/*.yml
+	@$(PROMTOOL) test rules prometheus/tests/*.yml
+	@$(AMTOOL) check-config alertmanager/alertmanager.yml
+
+lint: $(STAMP) ## ruff and mypy
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+test: setup lint check ## lint, drift and config checks, then the test suite against real processes
+	@$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: setup ## run the benchmarks in bench/ and print their figures
+	@for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: ## remove .venv, .tools and the run folder .run (stop the stack first)
+	@if [ -x $(REDLINE) ]; then $(REDLINE) down >/dev/null; fi
+	rm -rf $(VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache *.egg-info

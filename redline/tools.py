@@ -1,0 +1,291 @@
+"""Fetch the pinned upstream binaries (Prometheus, Alertmanager, exporters...) into .tools/bin.
+
+The versions live in tools/versions.yml. Packages come from Debian's archive through a private apt
+configuration under .tools/apt (the system's apt sources and state are never touched); each binary's
+version is checked after unpacking. A binary already in .tools/bin with a satisfying version is kept,
+so a second run fetches nothing. Without apt, binaries from PATH (or REDLINE_BIN_<NAME>) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS_FILE = ROOT / "tools" / "versions.yml"
+TOOLS_DIR = Path(os.environ.get("REDLINE_TOOLS_DIR", ROOT / ".tools"))
+BIN_DIR = TOOLS_DIR / "bin"
+MANIFEST = TOOLS_DIR / "manifest.json"
+
+
+class ToolError(Exception):
+    """A tool could not be fetched or does not satisfy its pinned version."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    package: str
+    path: str
+    spec: SpecifierSet
+    version_args: list[str] = field(default_factory=lambda: ["--version"])
+    version_from_package: bool = False
+
+
+def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
+    """Parse tools/versions.yml; errors name the file, the tool and the field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ToolError(f"{path}: cannot read: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("tools"), dict):
+        raise ToolError(f"{path}: expected a mapping with 'archive' and 'tools'")
+    tools = []
+    for name, entry in data["tools"].items():
+        where = f"{path}: tools.{name}"
+        if not isinstance(entry, dict):
+            raise ToolError(f"{where}: expected a mapping")
+        unknown = set(entry) - {"package", "path", "version", "version_args", "version_from"}
+        if unknown:
+            raise ToolError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        for key in ("package", "path", "version"):
+            if not isinstance(entry.get(key), str):
+                raise ToolError(f"{where}.{key}: missing or not a string")
+        try:
+            spec = SpecifierSet(entry["version"])
+        except InvalidSpecifier as err:
+            raise ToolError(f"{where}.version: {entry['version']!r} is not a version constraint") from err
+        tools.append(
+            Tool(
+                name=name,
+                package=entry["package"],
+                path=entry["path"],
+                spec=spec,
+                version_args=list(entry.get("version_args", ["--version"])),
+                version_from_package=entry.get("version_from") == "package",
+            )
+        )
+    return data.get("archive", {}), tools
+
+
+def parse_version(text: str) -> Version | None:
+    """First dotted version number in a program's version output ('version 3.5.3+ds1' -> 3.5.3)."""
+    match = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    if not match:
+        return None
+    try:
+        return Version(match.group(1))
+    except InvalidVersion:
+        return None
+
+
+def _manifest() -> dict:
+    try:
+        return dict(json.loads(MANIFEST.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def installed_version(tool: Tool, binary: Path | str) -> Version | None:
+    """The version a binary reports (or, where it reports none, the package version recorded at fetch)."""
+    if tool.version_from_package:
+        recorded = _manifest().get(tool.name, {})
+        if str(recorded.get("binary")) == str(binary):
+            return parse_version(recorded.get("package_version", ""))
+        return None
+    try:
+        out = subprocess.run(
+            [str(binary), *tool.version_args], capture_output=True, text=True, timeout=20, check=False
+        )
+    except OSError:
+        return None
+    return parse_version(out.stdout + out.stderr)
+
+
+def check_tool(tool: Tool, binary: Path | str, versions_file: Path = VERSIONS_FILE) -> str:
+    """Return the version string when binary satisfies the pin, else raise ToolError naming the problem."""
+    if not Path(binary).exists():
+        raise ToolError(f"{tool.name}: {binary} is missing; run 'make setup'")
+    version = installed_version(tool, binary)
+    if version is None:
+        raise ToolError(f"{tool.name}: could not read a version from {binary}")
+    if version not in tool.spec:
+        raise ToolError(f"{tool.name}: {binary} is version {version}; {versions_file} requires {tool.spec}")
+    return str(version)
+
+
+def check_all(tools: list[Tool], versions_file: Path = VERSIONS_FILE) -> dict[str, str]:
+    """Check the installed binaries without fetching anything; raises on the first problem."""
+    return {tool.name: check_tool(tool, BIN_DIR / tool.name, versions_file) for tool in tools}
+
+
+class PrivateApt:
+    """apt-get with every directory under .tools/apt, so nothing of the system's apt changes."""
+
+    def __init__(self, archive: dict) -> None:
+        self.base = TOOLS_DIR / "apt"
+        self.archive = archive
+
+    def options(self) -> list[str]:
+        b = self.base
+        return [
+            f"-o=Dir::Etc::sourcelist={b / 'sources.list'}",
+            "-o=Dir::Etc::sourceparts=/nonexistent",
+            f"-o=Dir::State={b / 'state'}",
+            f"-o=Dir::State::lists={b / 'lists'}",
+            "-o=Dir::State::status=/dev/null",
+            f"-o=Dir::Cache={b / 'cache'}",
+            "-o=Debug::NoLocking=1",
+            "-o=APT::Sandbox::User=root" if os.geteuid() == 0 else "-o=APT::Sandbox::User=",
+        ]
+
+    def prepare(self) -> None:
+        for sub in ("lists/partial", "cache/archives/partial", "state", "debs"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        keyring = self.archive.get("keyring", "/usr/share/keyrings/debian-archive-keyring.gpg")
+        if not Path(keyring).exists():
+            raise ToolError(f"the Debian keyring {keyring} is missing (package debian-archive-keyring)")
+        line = (
+            f"deb [signed-by={keyring}] {self.archive['url']} {self.archive['suite']} "
+            f"{self.archive.get('component', 'main')}\n"
+        )
+        (self.base / "sources.list").write_text(line)
+
+    def update(self) -> None:
+        print(f"==> apt-get update ({self.archive['suite']}, private lists in {self.base})", flush=True)
+        self._run(["apt-get", *self.options(), "update"])
+
+    def candidate(self, package: str) -> str:
+        out = subprocess.run(
+            ["apt-cache", *self.options(), "policy", package], capture_output=True, text=True, check=False
+        )
+        match = re.search(r"Candidate:\s*(\S+)", out.stdout)
+        if not match or match.group(1) == "(none)":
+            raise ToolError(f"package {package} is not in Debian {self.archive['suite']}")
+        return match.group(1)
+
+    def download(self, package: str) -> Path:
+        debs = self.base / "debs"
+        print(f"==> downloading {package}", flush=True)
+        self._run(["apt-get", *self.options(), "download", package], cwd=debs)
+        found = sorted(debs.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ToolError(f"apt-get download {package} produced no .deb in {debs}")
+        return found[-1]
+
+    @staticmethod
+    def _run(cmd: list[str], cwd: Path | None = None) -> None:
+        # apt prints its own progress; keep it visible.
+        result = subprocess.run(cmd, cwd=cwd, check=False)
+        if result.returncode != 0:
+            raise ToolError(f"{' '.join(cmd[:1] + cmd[-2:])} failed with exit status {result.returncode}")
+
+
+def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str, str]:
+    """Make every tool available in .tools/bin; returns name -> version. Fetches only what is missing."""
+    BIN_DIR.mkdir(parents=True, exist_ok=True)
+    versions: dict[str, str] = {}
+    missing: list[Tool] = []
+    for tool in tools:
+        target = BIN_DIR / tool.name
+        if target.exists() and not force:
+            try:
+                versions[tool.name] = check_tool(tool, target)
+                continue
+            except ToolError as err:
+                print(f"==> {err}; fetching again", flush=True)
+        missing.append(tool)
+    if not missing:
+        return versions
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return versions | _use_path_binaries(missing)
+    apt = PrivateApt(archive)
+    apt.prepare()
+    apt.update()
+    manifest = _manifest()
+    with tempfile.TemporaryDirectory(prefix="redline-tools-") as tmp:
+        unpacked: dict[str, Path] = {}
+        for position, tool in enumerate(missing, 1):
+            print(f"==> [{position}/{len(missing)}] {tool.name} from {tool.package}", flush=True)
+            if tool.package not in unpacked:
+                deb = apt.download(tool.package)
+                root = Path(tmp) / tool.package
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+                unpacked[tool.package] = root
+            source = unpacked[tool.package] / tool.path
+            if not source.exists():
+                raise ToolError(f"{tool.name}: {tool.path} is not in package {tool.package}")
+            target = BIN_DIR / tool.name
+            partial = target.with_suffix(".partial")
+            shutil.copy2(source.resolve(), partial)
+            partial.chmod(0o755)
+            partial.replace(target)
+            manifest[tool.name] = {"binary": str(target), "package_version": apt.candidate(tool.package)}
+            MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            versions[tool.name] = check_tool(tool, target)
+    return versions
+
+
+def _use_path_binaries(tools: list[Tool]) -> dict[str, str]:
+    """Without apt: link binaries from REDLINE_BIN_<NAME> or PATH into .tools/bin after checking them."""
+    versions = {}
+    for tool in tools:
+        env_name = "REDLINE_BIN_" + tool.name.upper().replace("-", "_")
+        candidate = os.environ.get(env_name) or shutil.which(tool.name)
+        if not candidate:
+            raise ToolError(
+                f"{tool.name}: apt-get is not available here and no {tool.name} is on PATH; "
+                f"install it or set {env_name}=/path/to/{tool.name}"
+            )
+        if tool.version_from_package:
+            tool = Tool(tool.name, tool.package, tool.path, tool.spec, ["-version"], False)
+        versions[tool.name] = check_tool(tool, candidate)
+        target = BIN_DIR / tool.name
+        target.unlink(missing_ok=True)
+        target.symlink_to(Path(candidate).resolve())
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="redline setup-tools",
+        description="Fetch the pinned binaries listed in tools/versions.yml into .tools/bin "
+        "(from Debian's archive through a private apt configuration) and check their versions.",
+    )
+    parser.add_argument("--force", action="store_true", help="fetch again even when a good binary is present")
+    parser.add_argument("--check", action="store_true", help="only check installed binaries, fetch nothing")
+    parser.add_argument("--versions-file", type=Path, default=VERSIONS_FILE, help="constraints file")
+    args = parser.parse_args(argv)
+    try:
+        archive, tools = load_versions(args.versions_file)
+        if args.check:
+            versions = check_all(tools, args.versions_file)
+        else:
+            versions = fetch_all(tools, archive, force=args.force)
+    except ToolError as err:
+        print(f"redline setup-tools: {err}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as err:
+        print(f"redline setup-tools: {err}", file=sys.stderr)
+        return 1
+    width = max(len(name) for name in versions)
+    for name in sorted(versions):
+        print(f"    {name:<{width}}  {versions[name]}")
+    print(f"==> {len(versions)} tools ready in {BIN_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

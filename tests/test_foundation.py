@@ -1,0 +1,171 @@
+"""The foundation: pinned binaries, config checks, and the native stack runner with real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from support import ROOT, free_port, http_get, tool
+
+from redline import tools
+
+REDLINE = [sys.executable, "-m", "redline.cli"]
+
+
+def run_redline(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*REDLINE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("name", [t.name for t in tools.load_versions()[1]])
+def test_pinned_binary_runs_and_satisfies_its_constraint(name: str) -> None:
+    _archive, pinned = tools.load_versions()
+    tool_spec = next(t for t in pinned if t.name == name)
+    version = tools.check_tool(tool_spec, tool(name))
+    assert tools.parse_version(version) in tool_spec.spec
+
+
+def test_prometheus_reports_the_major_version_the_stack_needs() -> None:
+    out = subprocess.run([tool("prometheus"), "--version"], capture_output=True, text=True, check=True)
+    assert re.search(r"version 3\.\d+\.\d+", out.stdout), out.stdout
+
+
+def test_setup_tools_check_rejects_a_broken_constraint_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "versions.yml"
+    text = (ROOT / "tools" / "versions.yml").read_text().replace('">=3.5,<4"', '">=99"', 1)
+    broken.write_text(text)
+    result = run_redline("setup-tools", "--check", f"--versions-file={broken}")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "prometheus" in lines[0] and ">=99" in lines[0] and "3.5" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_setup_tools_reports_an_unparsable_constraint_with_file_and_field(tmp_path: Path) -> None:
+    broken = tmp_path / "versions.yml"
+    broken.write_text((ROOT / "tools" / "versions.yml").read_text().replace('">=0.28,<1"', '"newest"', 1))
+    result = run_redline("setup-tools", "--check", f"--versions-file={broken}")
+    assert result.returncode == 1
+    assert f"{broken}: tools.alertmanager.version" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_setup_tools_second_run_fetches_nothing() -> None:
+    result = run_redline("setup-tools")
+    assert result.returncode == 0, result.stderr
+    assert "downloading" not in result.stdout and "apt-get update" not in result.stdout
+    assert "9 tools ready" in result.stdout
+
+
+def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
+    # file_sd files are the only thing that differs between stacks; check the config as the runner links it.
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "prometheus.yml").symlink_to(ROOT / "prometheus" / "prometheus.yml")
+    (tmp_path / "rules").symlink_to(ROOT / "prometheus" / "rules")
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    result = subprocess.run(
+        [tool("amtool"), "check-config", str(ROOT / "alertmanager" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "REDLINE_PORT_PROMETHEUS": str(free_port()),
+        "REDLINE_PORT_ALERTMANAGER": str(free_port()),
+        "REDLINE_PORT_PAGER_SINK": str(free_port()),
+        "REDLINE_RUN_DIR": str(tmp_path / "run"),
+    }
+
+
+def test_up_status_down_with_prometheus_and_alertmanager(stack_env: dict[str, str]) -> None:
+    prom, am = int(stack_env["REDLINE_PORT_PROMETHEUS"]), int(stack_env["REDLINE_PORT_ALERTMANAGER"])
+    up = run_redline("up", "--only", "prometheus,alertmanager,pager-sink", env=stack_env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        table = up.stdout
+        assert re.search(rf"prometheus\s+ready\s+\d+\s+http://127\.0\.0\.1:{prom}", table), table
+        assert re.search(rf"alertmanager\s+ready\s+\d+\s+http://127\.0\.0\.1:{am}", table), table
+        assert http_get(f"http://127.0.0.1:{prom}/-/ready")[0] == 200
+        assert http_get(f"http://127.0.0.1:{am}/-/ready")[0] == 200
+        # Prometheus reads the generated native targets and discovers the Alertmanager.
+        run_dir = Path(stack_env["REDLINE_RUN_DIR"])
+        assert (run_dir / "prometheus" / "prometheus.yml").resolve() == ROOT / "prometheus" / "prometheus.yml"
+        status = run_redline("status", env=stack_env)
+        assert status.returncode == 0 and "prometheus" in status.stdout and "ready" in status.stdout
+        pids = [int(p) for p in re.findall(r"\s(?:ready|starting)\s+(\d+)\s", status.stdout)]
+        assert len(pids) == 3
+        again = run_redline("up", env=stack_env)
+        assert again.returncode == 0 and "already running" in again.stdout
+    finally:
+        down = run_redline("down", env=stack_env)
+    assert down.returncode == 0, down.stderr
+    assert not _listening(prom) and not _listening(am)
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    stopped = run_redline("status", env=stack_env)
+    assert stopped.returncode == 3 and "not running" in stopped.stdout
+
+
+def test_up_refuses_a_taken_port_in_one_line(stack_env: dict[str, str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = run_redline(
+            "up", "--only", "prometheus", env={**stack_env, "REDLINE_PORT_PROMETHEUS": str(taken)}
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"redline up: port {taken} (prometheus) is already in use on 127.0.0.1; "
+        "stop what holds it or set REDLINE_PORT_PROMETHEUS"
+    )
+
+
+def test_up_names_a_missing_binary_in_one_line(stack_env: dict[str, str], tmp_path: Path) -> None:
+    empty_tools = tmp_path / "tools"
+    (empty_tools / "bin").mkdir(parents=True)
+    if shutil.which("prometheus"):
+        pytest.skip("a prometheus binary on PATH would be used as the fallback")
+    result = run_redline(
+        "up", "--only", "prometheus", env={**stack_env, "REDLINE_TOOLS_DIR": str(empty_tools)}
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"redline up: cannot start prometheus: prometheus not found in {empty_tools / 'bin'} or on PATH "
+        "(run 'make setup')"
+    )
