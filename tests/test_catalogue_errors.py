@@ -1,0 +1,146 @@
+"""Bad catalogue input: one clear line naming file, entry and field; exit 2; nothing written."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _entry(data: dict, entry_id: str, section: str = "thresholds") -> dict:
+    return next(e for e in data[section] if e["id"] == entry_id)
+
+
+def _set(entry_id: str, key: str, value: object, section: str = "thresholds") -> Callable[[dict], None]:
+    def mutate(data: dict) -> None:
+        _entry(data, entry_id, section)[key] = value
+
+    return mutate
+
+
+def _delete(entry_id: str, key: str) -> Callable[[dict], None]:
+    def mutate(data: dict) -> None:
+        del _entry(data, entry_id)[key]
+
+    return mutate
+
+
+def _duplicate_alert(data: dict) -> None:
+    _entry(data, "cpu")["alert"] = "TmuxMonitorCycleSlow"
+
+
+def _levels_out_of_order(data: dict) -> None:
+    _entry(data, "memory")["levels"][1]["value"] = 500000000
+
+
+# (file, mutation, entry, field, words in the message)
+CASES = [
+    ("tmux.yml", _set("cycle-time", "treshold", 1.0), "cycle-time", "treshold", "unknown field"),
+    ("tmux.yml", _set("cycle-time", "value", "fast"), "cycle-time", "value", "must be a number"),
+    ("tmux.yml", _delete("cycle-time", "unit"), "cycle-time", "unit", "missing"),
+    ("tmux.yml", _set("cpu", "unit", "percent"), "cpu", "unit", "must be one of"),
+    (
+        "tmux.yml",
+        _set("cycle-time", "signal", "sum(rate(redline_operations_total[5m])"),
+        "cycle-time",
+        "signal",
+        "PromQL does not parse",
+    ),
+    ("tmux.yml", _duplicate_alert, "cpu", "alert", "duplicate alert name"),
+    ("tmux.yml", _set("cycle-time", "for", "5 minutes"), "cycle-time", "for", "not a duration"),
+    ("tmux.yml", _set("cpu", "target", 0.5), "cpu", "target", "alerting side"),
+    ("tmux.yml", _set("cycle-time", "value", 1.2), "cycle-time", "value", "not a bucket bound"),
+    ("tmux.yml", _set("cycle-time", "severity", "page"), "cycle-time", "severity", "must be one of"),
+    ("tmux.yml", _delete("cycle-time", "quote"), "cycle-time", "quote", "missing"),
+    (
+        "tmux.yml",
+        _set("cycle-time", "metric", "redline_no_such_metric"),
+        "cycle-time",
+        "metric",
+        "not in any system's metrics contract",
+    ),
+    ("tmux.yml", _set("cycle-time", "alert", "MonitorCycleSlow"), "cycle-time", "alert", "system prefix"),
+    (
+        "tmux.yml",
+        _set("cycle-time", "record", "cycle_mean"),
+        "cycle-time",
+        "record",
+        "level:metric:operations",
+    ),
+    ("tmux.yml", _levels_out_of_order, "memory", "levels", "further past the threshold"),
+    (
+        "tmux.yml",
+        _set("availability", "objective", 99.95, "slos"),
+        "availability",
+        "objective",
+        "between 0 and 1",
+    ),
+    ("gamebook.yml", _set("latency", "le", 0.2, "slos"), "latency", "le", "not a bucket bound"),
+    (
+        "tmux.yml",
+        _set("availability", "error_ratio", "1 - avg(up)", "slos"),
+        "availability",
+        "error_ratio",
+        "{window}",
+    ),
+]
+
+
+def _broken_catalogue(tmp_path: Path, file: str, mutate: Callable[[dict], None]) -> Path:
+    catalogue = tmp_path / "thresholds"
+    shutil.copytree(ROOT / "thresholds", catalogue)
+    data = yaml.safe_load((catalogue / file).read_text())
+    mutate(data)
+    (catalogue / file).write_text(yaml.safe_dump(data, sort_keys=False))
+    return catalogue
+
+
+@pytest.mark.parametrize(
+    ("file", "mutate", "entry", "field", "words"), CASES, ids=[f"{c[2]}.{c[3]}:{c[4]}" for c in CASES]
+)
+def test_bad_input_names_file_entry_field_and_writes_nothing(
+    tmp_path, capsys, file, mutate, entry, field, words
+):
+    catalogue = _broken_catalogue(tmp_path, file, mutate)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli.main(["generate", "--catalogue", str(catalogue), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert file in err and f"entry '{entry}'" in err and f"field '{field}'" in err, err
+    assert words in err, err
+    assert list(out.rglob("*")) == [], "nothing may be written on bad input"
+
+
+def test_yaml_syntax_error_and_cli_exit_status(tmp_path):
+    catalogue = tmp_path / "thresholds"
+    shutil.copytree(ROOT / "thresholds", catalogue)
+    (catalogue / "host.yml").write_text((catalogue / "host.yml").read_text() + "\n  : : bad\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "redline.cli", "generate", "--catalogue", str(catalogue), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "host.yml" in result.stderr and "not valid YAML" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_for_override_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", "soon"]) == 2
+    assert "--for-override" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
