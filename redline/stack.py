@@ -60,6 +60,7 @@ class Context:
 
     run_dir: Path
     ha: bool = False
+    rules_dir: Path = ROOT / "prometheus" / "rules"
     ports: dict[str, int] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
@@ -89,6 +90,7 @@ class Service:
     modules: tuple[str, ...] = ()
     env: Callable[[Context], dict[str, str]] = lambda ctx: {}
     run_as_postgres: bool = False
+    workdir: Callable[[Context], Path] = lambda ctx: ROOT
     ha_only: bool = False
     optional_reason: str = ""  # non-empty: skipped unless this is available
 
@@ -126,7 +128,14 @@ def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
             cmd.append("--cluster.listen-address=")
         return cmd
 
-    return Service(name, command, binaries=("alertmanager",), ha_only=name != "alertmanager")
+    # Relative *_file paths in alertmanager.yml (secrets/...) resolve against the working directory.
+    return Service(
+        name,
+        command,
+        binaries=("alertmanager",),
+        workdir=lambda ctx: ctx.path("alertmanager"),
+        ha_only=name != "alertmanager",
+    )
 
 
 def _pg_env(ctx: Context) -> dict[str, str]:
@@ -348,7 +357,7 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     # The repo's own files, linked so that relative paths (rules/, targets/) resolve inside the run.
     links = {
         ctx.path("prometheus", "prometheus.yml"): ROOT / "prometheus" / "prometheus.yml",
-        ctx.path("prometheus", "rules"): ROOT / "prometheus" / "rules",
+        ctx.path("prometheus", "rules"): ctx.rules_dir,
         ctx.path("alertmanager", "alertmanager.yml"): ROOT / "alertmanager" / "alertmanager.yml",
         ctx.path("alertmanager", "templates"): ROOT / "alertmanager" / "templates",
     }
@@ -364,8 +373,14 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     # Where Alertmanager's webhook receivers deliver locally: the pager-sink, one path per receiver.
     secrets_dir = ctx.path("alertmanager", "secrets")
     secrets_dir.mkdir(exist_ok=True)
+    operator_secrets = ROOT / "alertmanager" / "secrets"
+    for secret in sorted(operator_secrets.glob("*")) if operator_secrets.is_dir() else []:
+        link = secrets_dir / secret.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(secret)
     for receiver in ("pager", "ticket", "watchdog"):
-        _write_private(secrets_dir / f"{receiver}-webhook-url", f"{ctx.url('pager-sink')}/{receiver}\n")
+        if not (operator_secrets / f"{receiver}-webhook-url").exists():
+            _write_private(secrets_dir / f"{receiver}-webhook-url", f"{ctx.url('pager-sink')}/{receiver}\n")
     if not ctx.path("secrets", "grafana-admin-password").exists():
         _write_private(ctx.path("secrets", "grafana-admin-password"), secrets.token_urlsafe(18))
     if any(s.name == "postgres" for s in services):
@@ -463,6 +478,7 @@ def _supervisor_conf(ctx: Context, services: list[Service]) -> str:
             "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={ctx.path('logs', service.name + '.log')}",
+            f"directory={service.workdir(ctx)}",
             "stdout_logfile_maxbytes=20MB",
             "stdout_logfile_backups=2",
         ]
@@ -681,9 +697,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--only", help="comma-separated services to start (default: all available)")
     parser.add_argument("--ha", action="store_true", help="run three clustered Alertmanagers instead of one")
+    parser.add_argument(
+        "--rules-dir",
+        type=Path,
+        default=ROOT / "prometheus" / "rules",
+        help="alert and recording rules to load (default prometheus/rules; tests pass rules rendered with "
+        "'redline generate --for-override')",
+    )
     parser.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the stack")
     args = parser.parse_args(argv)
-    ctx = Context(run_dir=args.run_dir.resolve(), ha=args.ha)
+    ctx = Context(run_dir=args.run_dir.resolve(), ha=args.ha, rules_dir=args.rules_dir.resolve())
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     if only:
         unknown = [name for name in only if name not in SERVICE_NAMES]

@@ -42,6 +42,10 @@ class Tool:
     spec: SpecifierSet
     version_args: list[str] = field(default_factory=lambda: ["--version"])
     version_from_package: bool = False
+    data: tuple[str, ...] = ()  # folders of the package the binary reads at a fixed absolute path
+
+    def missing_data(self) -> list[str]:
+        return [path for path in self.data if not (Path("/") / path).is_dir()]
 
 
 def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
@@ -57,7 +61,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
         where = f"{path}: tools.{name}"
         if not isinstance(entry, dict):
             raise ToolError(f"{where}: expected a mapping")
-        unknown = set(entry) - {"package", "path", "version", "version_args", "version_from"}
+        unknown = set(entry) - {"package", "path", "version", "version_args", "version_from", "data"}
         if unknown:
             raise ToolError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         for key in ("package", "path", "version"):
@@ -75,6 +79,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
                 spec=spec,
                 version_args=list(entry.get("version_args", ["--version"])),
                 version_from_package=entry.get("version_from") == "package",
+                data=tuple(entry.get("data", [])),
             )
         )
     return data.get("archive", {}), tools
@@ -128,6 +133,9 @@ def check_tool(tool: Tool, binary: Path | str, versions_file: Path = VERSIONS_FI
 
 def check_all(tools: list[Tool], versions_file: Path = VERSIONS_FILE) -> dict[str, str]:
     """Check the installed binaries without fetching anything; raises on the first problem."""
+    for tool in tools:
+        for folder in tool.missing_data():
+            raise ToolError(f"{tool.name}: /{folder} (package {tool.package}) is missing; run 'make setup'")
     return {tool.name: check_tool(tool, BIN_DIR / tool.name, versions_file) for tool in tools}
 
 
@@ -200,7 +208,7 @@ def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str
     missing: list[Tool] = []
     for tool in tools:
         target = BIN_DIR / tool.name
-        if target.exists() and not force:
+        if target.exists() and not force and not tool.missing_data():
             try:
                 versions[tool.name] = check_tool(tool, target)
                 continue
@@ -232,10 +240,27 @@ def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str
             shutil.copy2(source.resolve(), partial)
             partial.chmod(0o755)
             partial.replace(target)
+            for folder in tool.data:
+                _install_data(unpacked[tool.package] / folder, Path("/") / folder)
             manifest[tool.name] = {"binary": str(target), "package_version": apt.candidate(tool.package)}
             MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True))
             versions[tool.name] = check_tool(tool, target)
     return versions
+
+
+def _install_data(source: Path, target: Path) -> None:
+    """Install a package's data folder where its binary reads it (Debian's alertmanager reads its
+    default templates from /usr/share/prometheus/alertmanager, a path no flag changes)."""
+    if target.is_dir():
+        return
+    if os.geteuid() != 0:
+        raise ToolError(
+            f"{target} is missing and only root can create it; run 'sudo make setup' once, "
+            f"or copy it from the package: sudo cp -r {source} {target.parent}/"
+        )
+    print(f"==> installing {target} (read by the binary at this fixed path)", flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target)
 
 
 def _use_path_binaries(tools: list[Tool]) -> dict[str, str]:

@@ -73,11 +73,17 @@ def running(
     log: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Run a process for the duration of a with-block; wait for ready_url; always terminate it."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        cmd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        cwd=cwd,
     )
     try:
         if ready_url:

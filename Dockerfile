@@ -1,0 +1,28 @@
+# The redline image: the Python parts of the stack (`redline exporter host|jobs`, `redline demo`,
+# `redline pager-sink`) for docker-compose.yml. Runs as an unprivileged user on a read-only root.
+FROM python:3.11.13-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/redline/bin:$PATH
+
+WORKDIR /app
+# Only what the running parts need; the catalogue (thresholds/) is read at run time for bucket layouts.
+COPY pyproject.toml README.md ./
+COPY redline/ redline/
+COPY exporters/ exporters/
+COPY generator/ generator/
+COPY thresholds/ thresholds/
+
+# Editable install: the code stays under /app, so files next to the modules (SQL, YAML) resolve as in
+# a checkout. /var/lib/redline is the pager-sink's data folder (a named volume in compose).
+RUN python -m venv /opt/redline \
+ && /opt/redline/bin/pip install --editable . \
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin redline \
+ && install -d -o redline -g redline /var/lib/redline
+
+USER 10001:10001
+ENTRYPOINT ["redline"]
+CMD ["--help"]

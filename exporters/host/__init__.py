@@ -1,0 +1,1 @@
+"""redline host exporter: node_exporter-compatible host metrics and named process groups."""

@@ -1,0 +1,236 @@
+"""The shared exporter web server: listen parsing, routes, OpenMetrics, TLS and basic auth, for real."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bcrypt
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+from support import free_port, prom_query, running, tool, wait_until
+
+from exporters.web import WebConfigError, load_web_config, parse_listen, serve
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:9110", ("127.0.0.1", 9110)),
+        (":9110", ("127.0.0.1", 9110)),
+        ("[::1]:9110", ("::1", 9110)),
+        ("localhost:0", ("localhost", 0)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+    ],
+)
+def test_parse_listen_accepts(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("9110", "missing port"),
+        ("127.0.0.1:http", "not a number"),
+        ("127.0.0.1:70000", "not a number"),
+        ("::1:9110", "brackets"),
+        ("[::1]9110", "expected HOST:PORT"),
+        ("[nothost]:9110", "not an IPv6 address"),
+        ("127.0.0.1:", "not a number"),
+    ],
+)
+def test_parse_listen_rejects_with_clear_message(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        parse_listen(value)
+    assert repr(value) in str(err.value)
+
+
+def _get(url: str, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("demo_requests_total", "Requests.", ["code"], registry=registry).labels("200").inc(3)
+    return registry
+
+
+def test_serves_metrics_routes_landing_and_health_on_port_zero(registry: CollectorRegistry) -> None:
+    seen: list[str] = []
+
+    def status(environ: dict) -> tuple[int, str, bytes]:
+        seen.append(environ["QUERY_STRING"])
+        return 202, "application/json", b'{"ok": true}'
+
+    def broken(environ: dict) -> tuple[int, str, bytes]:
+        raise RuntimeError("boom")
+
+    server = serve(registry, "127.0.0.1:0", routes={"/status": status, "/broken": broken})
+    try:
+        assert server.port > 0 and server.host == "127.0.0.1"
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        code, headers, body = _get(server.url + "/metrics")
+        assert code == 200
+        assert 'demo_requests_total{code="200"} 3.0' in body
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        code, headers, body = _get(server.url + "/metrics", {"Accept": "application/openmetrics-text"})
+        assert headers["Content-Type"].startswith("application/openmetrics-text")
+        assert body.rstrip().endswith("# EOF")
+        assert _get(server.url + "/status?x=1")[:3:2] == (202, '{"ok": true}')
+        assert seen == ["x=1"]
+        assert _get(server.url + "/broken")[0] == 500
+        assert _get(server.url + "/-/healthy")[0] == 200
+        code, _, body = _get(server.url + "/")
+        assert code == 200 and 'href="/metrics"' in body and 'href="/status"' in body
+        assert _get(server.url + "/nope")[0] == 404
+    finally:
+        server.shutdown()
+    with pytest.raises(OSError):
+        _get(server.url + "/-/healthy")
+
+
+def test_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
+    try:
+        socket.socket(socket.AF_INET6).close()
+        server = serve(registry, "[::1]:0")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert server.url == f"http://[::1]:{server.port}"
+        assert _get(server.url + "/metrics")[0] == 200
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_tls_and_basic_auth(
+    tmp_path: Path, registry: CollectorRegistry, tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    hashed = bcrypt.hashpw(b"s3cret-for-test", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    server = serve(registry, "127.0.0.1:0", web_config=str(config))
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        # without credentials, wrong password, unknown user: 401 and a challenge
+        code, headers, _ = _get(server.metrics_url, context=trusted)
+        assert code == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        assert _get(server.metrics_url, _basic("prometheus", "wrong"), trusted)[0] == 401
+        assert _get(server.metrics_url, _basic("nobody", "s3cret-for-test"), trusted)[0] == 401
+        assert _get(server.metrics_url, {"Authorization": "Basic !!notbase64"}, trusted)[0] == 401
+        # with credentials (twice: the second hits the verification cache)
+        for _ in range(2):
+            code, _, body = _get(server.metrics_url, _basic("prometheus", "s3cret-for-test"), trusted)
+            assert code == 200 and 'demo_requests_total{code="200"} 3.0' in body
+        # plain HTTP against the TLS port does not get metrics
+        with pytest.raises(OSError):
+            _get(server.metrics_url.replace("https://", "http://"))
+        # a client that does not trust the certificate is refused by its own TLS check
+        with pytest.raises(urllib.error.URLError):
+            _get(server.metrics_url, _basic("prometheus", "s3cret-for-test"), ssl.create_default_context())
+    finally:
+        server.shutdown()
+
+
+def test_prometheus_scrapes_through_tls_and_basic_auth(
+    tmp_path: Path, registry: CollectorRegistry, tls_files: tuple[Path, Path]
+) -> None:
+    """A real Prometheus scrapes the protected endpoint: up 1 with credentials, 0 without."""
+    cert, key = tls_files
+    hashed = bcrypt.hashpw(b"pw-for-prometheus", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prom: '{hashed}'\n"
+    )
+    server = serve(registry, "127.0.0.1:0", web_config=str(web))
+    target = f"127.0.0.1:{server.port}"
+    prom_config = tmp_path / "prometheus.yml"
+    prom_config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: with_auth\n    scheme: https\n    tls_config: {{ca_file: {cert}}}\n"
+        "    basic_auth: {username: prom, password: pw-for-prometheus}\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
+        f"  - job_name: without_auth\n    scheme: https\n    tls_config: {{ca_file: {cert}}}\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    port = free_port()
+    cmd = [
+        tool("prometheus"), f"--config.file={prom_config}", f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with running(cmd, ready_url=f"{base}/-/ready", log=tmp_path / "prometheus.log"):
+            up = wait_until(
+                lambda: (
+                    {r["metric"]["job"]: r["value"][1] for r in prom_query(base, "up")}
+                    if len(prom_query(base, "up")) == 2
+                    else None
+                ),
+                timeout=30,
+                what="both scrape jobs to report up",
+            )
+            assert up == {"with_auth": "1", "without_auth": "0"}
+            series = prom_query(base, 'demo_requests_total{job="with_auth"}')
+            assert [s["value"][1] for s in series] == ["3"]
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", "cannot load"),
+        ("tls_server_config:\n  cert_file: /x.pem\n", "tls_server_config.key_file: required"),
+        ("tls_server_config:\n  certfile: /x.pem\n", "tls_server_config.certfile: unknown key"),
+        ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice: expected a bcrypt hash"),
+        ("basic_auth: {}\n", "unknown key 'basic_auth'"),
+        ("basic_auth_users: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_web_config_names_file_and_field(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "web.yml"
+    config.write_text(content)
+    with pytest.raises(WebConfigError, match=message) as err:
+        load_web_config(str(config))
+    assert str(config) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_web_config_file(tmp_path: Path) -> None:
+    with pytest.raises(WebConfigError, match="cannot read"):
+        load_web_config(str(tmp_path / "absent.yml"))
