@@ -1,0 +1,1 @@
+"""`redline demo`: a simulator of the four monitored systems with fault injection."""
