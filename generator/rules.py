@@ -24,6 +24,14 @@ from generator.render_common import header, yaml_dump
 
 SIDE_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
 TARGET_WORDS = {">": "below", ">=": "below", "<": "above", "<=": "above"}
+# Where the target is the alert value itself ("CPU < 70%", alert above 70%), the target includes it.
+TARGET_AT_VALUE_WORDS = {">": "at most", ">=": "below", "<": "at least", "<=": "above"}
+
+
+def target_phrase(threshold: Threshold) -> str:
+    """'below 0.5 s', 'at most 1' ...: the documented target of a threshold level, for descriptions."""
+    words = TARGET_AT_VALUE_WORDS if threshold.target == threshold.value else TARGET_WORDS
+    return f"{words[threshold.operator]} {format_value(threshold.unit, threshold.target)}"
 
 
 def rule_path(system_id: str) -> str:
@@ -56,12 +64,11 @@ def threshold_description(threshold: Threshold) -> str:
     """The description template: what is measured, the current value, the real threshold, the source."""
     if threshold.description:
         return threshold.description
-    side, target_side = SIDE_WORDS[threshold.operator], TARGET_WORDS[threshold.operator]
     unit = threshold.unit
     return (
-        f"{threshold.measures} is {value_template(unit)}: {threshold.severity} when {side} "
-        f"{format_value(unit, threshold.value)} for {threshold.for_} "
-        f"(target: {target_side} {format_value(unit, threshold.target)}). "
+        f"{threshold.measures} is {value_template(unit)}: {threshold.severity} when "
+        f"{SIDE_WORDS[threshold.operator]} {format_value(unit, threshold.value)} for {threshold.for_} "
+        f"(target: {target_phrase(threshold)}). "
         f'Source {threshold.source}: "{threshold.quote}"'
     )
 

@@ -6,7 +6,7 @@ from generator.catalogue import Catalogue, Runbook, Slo, System, Threshold
 from generator.humanize import format_value, humanize_percentage
 from generator.links import dashboard_url, runbook_anchor
 from generator.render_common import header
-from generator.rules import SIDE_WORDS, TARGET_WORDS, burn_rate_windows, slo_record, tiers_by_severity
+from generator.rules import SIDE_WORDS, burn_rate_windows, slo_record, target_phrase, tiers_by_severity
 
 
 def runbook_path(system_id: str) -> str:
@@ -38,7 +38,7 @@ def threshold_section(catalogue: Catalogue, levels: list[Threshold]) -> list[str
         lines.append(
             f"- `{level.severity}` when {_lower_first(first.measures)} is {SIDE_WORDS[level.operator]} "
             f"**{format_value(level.unit, level.value)}** for {level.for_} "
-            f"(target: {TARGET_WORDS[level.operator]} {format_value(level.unit, level.target)}). "
+            f"(target: {target_phrase(level)}). "
             f'Source `{level.source}`: "{level.quote}"'
         )
     lines += [
