@@ -61,6 +61,8 @@ class Context:
     run_dir: Path
     ha: bool = False
     rules_dir: Path = ROOT / "prometheus" / "rules"
+    alertmanager_config: Path = ROOT / "alertmanager" / "alertmanager.yml"
+    demo_args: tuple[str, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
@@ -264,6 +266,7 @@ SERVICES: list[Service] = [
             *[f"--port={system}={ctx.port('demo-' + system)}" for system in DEMO_PORTS],
             f"--pipeline-dsn={_pg_dsn(ctx)}",
             f"--otlp-endpoint={ctx.url('vmagent')}/opentelemetry/v1/metrics",
+            *ctx.demo_args,
         ],
         ready_path=None,
         modules=("exporters.demo",),
@@ -358,7 +361,7 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     links = {
         ctx.path("prometheus", "prometheus.yml"): ROOT / "prometheus" / "prometheus.yml",
         ctx.path("prometheus", "rules"): ctx.rules_dir,
-        ctx.path("alertmanager", "alertmanager.yml"): ROOT / "alertmanager" / "alertmanager.yml",
+        ctx.path("alertmanager", "alertmanager.yml"): ctx.alertmanager_config,
         ctx.path("alertmanager", "templates"): ROOT / "alertmanager" / "templates",
     }
     for link, target in links.items():
@@ -704,9 +707,32 @@ def main(argv: list[str]) -> int:
         help="alert and recording rules to load (default prometheus/rules; tests pass rules rendered with "
         "'redline generate --for-override')",
     )
+    parser.add_argument(
+        "--alertmanager-config",
+        type=Path,
+        default=ROOT / "alertmanager" / "alertmanager.yml",
+        help="Alertmanager configuration to run (default alertmanager/alertmanager.yml; its relative "
+        "template and secret paths resolve inside the run folder)",
+    )
+    parser.add_argument(
+        "--demo-args",
+        default="",
+        help="extra options for 'redline demo', e.g. \"--time-scale=30 --otlp-interval=1\"",
+    )
     parser.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the stack")
     args = parser.parse_args(argv)
-    ctx = Context(run_dir=args.run_dir.resolve(), ha=args.ha, rules_dir=args.rules_dir.resolve())
+    ctx = Context(
+        run_dir=args.run_dir.resolve(),
+        ha=args.ha,
+        rules_dir=args.rules_dir.resolve(),
+        alertmanager_config=args.alertmanager_config.resolve(),
+        demo_args=tuple(shlex.split(args.demo_args)),
+    )
+    if args.action == "up":
+        if not ctx.rules_dir.is_dir():
+            parser.error(f"--rules-dir {args.rules_dir}: no such folder")
+        if not ctx.alertmanager_config.is_file():
+            parser.error(f"--alertmanager-config {args.alertmanager_config}: no such file")
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     if only:
         unknown = [name for name in only if name not in SERVICE_NAMES]
