@@ -34,6 +34,7 @@ import yaml
 from support import ROOT, wait_until
 
 from redline.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
+from redline.stack import SERVICE_NAMES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -105,6 +106,17 @@ class Outcome:
     elsewhere: list[str] = field(default_factory=list)  # deliveries of the alert at another receiver
     inhibited_state: dict[str, Any] = field(default_factory=dict)  # Alertmanager's status of each held alert
     inhibited_delivered: list[str] = field(default_factory=list)
+
+
+@dataclass
+class E2E:
+    """What the module's stack run produced: the rendered rules, each step's outcome, the tables."""
+
+    rules: dict[tuple[str, str], dict[str, Any]]
+    outcomes: dict[tuple[str, str], Outcome]
+    up_table: str
+    status_code: int
+    status_table: str
 
 
 def generated_rules(rules_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -240,7 +252,8 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
                 f"{system:<10} {fault:<16} page/ticket after {outcome.seconds_to_page:5.1f}s, "
                 f"resolved after {outcome.seconds_to_resolve:5.1f}s {outcome.error or ''}"
             )
-        yield generated_rules(rules_dir), outcomes
+        status = stack.redline("status")
+        yield E2E(generated_rules(rules_dir), outcomes, stack.up_output, status.returncode, status.stdout)
 
 
 def dashboard_panels() -> dict[str, set[int]]:
@@ -276,9 +289,8 @@ def assert_links_resolve(annotations: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: f"{s.system}-{s.fault}")
-def test_fault_reaches_its_receiver_with_links_and_resolves(e2e, step: Step) -> None:
-    rules, outcomes = e2e
-    outcome = outcomes[(step.system, step.fault)]
+def test_fault_reaches_its_receiver_with_links_and_resolves(e2e: E2E, step: Step) -> None:
+    rules, outcome = e2e.rules, e2e.outcomes[(step.system, step.fault)]
     assert outcome.error is None, outcome.error
     expect = step.expect
     receiver = RECEIVER_PATH[expect.severity].strip("/")
@@ -301,14 +313,26 @@ def test_fault_reaches_its_receiver_with_links_and_resolves(e2e, step: Step) -> 
     assert outcome.elsewhere == [], f"{expect.alert} also delivered at {outcome.elsewhere}"
 
 
-def test_critical_level_holds_back_the_warning_of_the_same_target(e2e) -> None:
-    _rules, outcomes = e2e
-    outcome = outcomes[("tmux", "memory-critical")]
+def test_critical_level_holds_back_the_warning_of_the_same_target(e2e: E2E) -> None:
+    outcome = e2e.outcomes[("tmux", "memory-critical")]
     assert outcome.error is None, outcome.error
     status = outcome.inhibited_state["warning"]
     assert status["state"] == "suppressed", status
     assert len(status["inhibitedBy"]) == 1, status
     assert outcome.inhibited_delivered == []
+
+
+def test_make_up_runs_every_service_with_its_url(e2e: E2E) -> None:
+    for name in SERVICE_NAMES:
+        if name.startswith("alertmanager-"):  # the HA members run with --ha only
+            assert not re.search(rf"^{name}\s", e2e.up_table, re.MULTILINE), e2e.up_table
+        elif name == "grafana":  # where a grafana binary is on PATH
+            assert re.search(r"^grafana\s+(ready|skipped)\s", e2e.up_table, re.MULTILINE), e2e.up_table
+        else:
+            assert re.search(rf"^{name}\s+ready\s+\d+\s+\S+", e2e.up_table, re.MULTILINE), e2e.up_table
+    ready = re.compile(r"^(\S+)\s+ready\s", re.MULTILINE)
+    assert e2e.status_code == 0
+    assert set(ready.findall(e2e.status_table)) == set(ready.findall(e2e.up_table))
 
 
 def test_every_monitored_system_pages_and_tickets() -> None:
