@@ -1,7 +1,7 @@
 """Instrumentation for Python services: RED, operations/errors, pools, caches and cycle timing.
 
 A thin layer over one prometheus_client registry with the metric names of docs/metric-contract.md
-(`redline_*`). Histogram buckets come from the thresholds catalogue (its MetricSpec.buckets), so every
+(`redline_*`). Histogram buckets come from the thresholds catalogue (exporters/contract.py), so every
 threshold an alert uses is a bucket bound. The registry is the source of truth: serve it with
 exporters.web and push it to OTLP with exporters.otlp_bridge.
 
@@ -21,6 +21,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exporters.contract import HISTOGRAM_BUCKETS
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -30,27 +32,11 @@ REQUEST_DURATION = "redline_request_duration_seconds"
 HISTOGRAMS = (CYCLE_DURATION, REQUEST_DURATION)
 
 
-def catalogue_buckets(names: Iterable[str] = HISTOGRAMS, directory: str | None = None) -> dict[str, tuple]:
-    """Bucket bounds per histogram name, read from the thresholds catalogue.
-
-    A histogram the catalogue does not describe is left out (Instrumentation then uses
-    prometheus_client's default buckets for it).
-    """
-    from pathlib import Path
-
-    from generator.catalogue import load_catalogue  # late import: the hot path never needs it
-
-    catalogue = load_catalogue(Path(directory) if directory else None, check_promql=False)
-    found: dict[str, tuple] = {}
-    for name in names:
-        try:
-            spec = catalogue.metric(name)
-        except (KeyError, LookupError):
-            continue
-        buckets = getattr(spec, "buckets", None)
-        if buckets:
-            found[name] = tuple(float(b) for b in buckets)
-    return found
+def catalogue_buckets(names: Iterable[str] = HISTOGRAMS) -> dict[str, tuple[float, ...]]:
+    """Bucket bounds per histogram name, as the thresholds catalogue gives them (exporters/contract.py,
+    rendered by `redline generate`). A histogram the catalogue does not describe is left out
+    (Instrumentation then uses prometheus_client's default buckets for it)."""
+    return {name: HISTOGRAM_BUCKETS[name] for name in names if name in HISTOGRAM_BUCKETS}
 
 
 class RequestTimer:

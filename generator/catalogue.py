@@ -140,6 +140,7 @@ class Threshold:
     file: str
     extra_labels: tuple[tuple[str, str], ...] = ()
     description: str | None = None  # replaces the generated description when the entry gives one
+    entry_values: tuple[float, ...] = ()  # the alert values of every level of the entry
 
     @property
     def expr(self) -> str:
@@ -290,6 +291,14 @@ class Catalogue:
         from generator.rules import catalogue_alerts  # the rule renderer owns labels and annotations
 
         return catalogue_alerts(self)
+
+
+def _reads_metric(query: str, metric: MetricSpec) -> bool:
+    """True when a PromQL query names the metric (a histogram: one of its _bucket/_sum/_count series)."""
+    names = [metric.name]
+    if metric.type == "histogram":
+        names += [metric.name + suffix for suffix in ("_bucket", "_sum", "_count")]
+    return any(re.search(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:])", query) for name in names)
 
 
 def format_number(value: float) -> str:
@@ -714,6 +723,7 @@ def _load_threshold(
             file=file,
             extra_labels=tuple(sorted(extra_labels.items())),
             description=entry.text("description").strip() if entry.has("description") else None,
+            entry_values=tuple(level[1] for level in levels),
         )
         for severity, value, level_for, quote in levels
     ]
@@ -813,6 +823,7 @@ def _check_cross_references(catalogue: Catalogue) -> None:
                 raise CatalogueError(system.file, name, "name", "metric listed twice")
     alert_owner: dict[str, tuple[str, str]] = {}
     records: dict[str, tuple[str, str]] = {}
+    recorded = {t.record: t.signal for t in catalogue.thresholds() if t.record}
     for system in catalogue.systems:
         entry_ids: dict[str, str] = {}
         panel_ids: dict[int, str] = {}
@@ -845,6 +856,14 @@ def _check_cross_references(catalogue: Catalogue) -> None:
                 raise CatalogueError(
                     system.file, item.id, "metric", f"{item.metric!r} is not in any system's metrics contract"
                 ) from None
+            query = item.signal if isinstance(item, Threshold) else item.error_ratio
+            # A query may read the metric through a recording rule of the catalogue.
+            query += "".join(f"\n{signal}" for record, signal in recorded.items() if record in query)
+            always = item.fixture is not None and item.fixture.kind == "always"  # Watchdog reads nothing
+            if not always and not _reads_metric(query, metric):
+                raise CatalogueError(
+                    system.file, item.id, "metric", f"{item.metric!r} does not occur in the entry's query"
+                )
             if isinstance(item, Threshold):
                 if item.record:
                     owner = records.get(item.record)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from generator.alertmanager_routes import render_alertmanager_route_tests
 from generator.catalogue import Catalogue
+from generator.contract import render_contract
 from generator.dashboards import render_dashboards
 from generator.promtool_tests import render_promtool_tests
 from generator.render_common import RenderError
@@ -26,6 +27,7 @@ RENDERERS: list[Renderer] = [
     render_runbooks,
     render_dashboards,
     render_alertmanager_route_tests,
+    render_contract,
 ]
 
 

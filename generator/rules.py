@@ -24,13 +24,15 @@ from generator.render_common import header, yaml_dump
 
 SIDE_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
 TARGET_WORDS = {">": "below", ">=": "below", "<": "above", "<=": "above"}
-# Where the target is the alert value itself ("CPU < 70%", alert above 70%), the target includes it.
+# Where the target is an alert value of the entry ("CPU < 70%", alert above 70%), the target includes it.
 TARGET_AT_VALUE_WORDS = {">": "at most", ">=": "below", "<": "at least", "<=": "above"}
 
 
 def target_phrase(threshold: Threshold) -> str:
-    """'below 0.5 s', 'at most 1' ...: the documented target of a threshold level, for descriptions."""
-    words = TARGET_AT_VALUE_WORDS if threshold.target == threshold.value else TARGET_WORDS
+    """'below 0.5s', 'at most 5', '1' ...: the documented target of an entry, the same on every level."""
+    if threshold.unit == "boolean":
+        return format_value(threshold.unit, threshold.target)
+    words = TARGET_AT_VALUE_WORDS if threshold.target in threshold.entry_values else TARGET_WORDS
     return f"{words[threshold.operator]} {format_value(threshold.unit, threshold.target)}"
 
 

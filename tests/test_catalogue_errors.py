@@ -50,7 +50,7 @@ CASES = [
     ("tmux.yml", _set("cpu", "unit", "percent"), "cpu", "unit", "must be one of"),
     (
         "tmux.yml",
-        _set("cycle-time", "signal", "sum(rate(redline_operations_total[5m])"),
+        _set("cycle-time", "signal", "sum(rate(redline_cycle_duration_seconds_sum[5m])"),
         "cycle-time",
         "signal",
         "PromQL does not parse",
@@ -67,6 +67,13 @@ CASES = [
         "cycle-time",
         "metric",
         "not in any system's metrics contract",
+    ),
+    (
+        "tmux.yml",
+        _set("cycle-time", "metric", "redline_cache_hits_total"),
+        "cycle-time",
+        "metric",
+        "does not occur in the entry's query",
     ),
     ("tmux.yml", _set("cycle-time", "alert", "MonitorCycleSlow"), "cycle-time", "alert", "system prefix"),
     (

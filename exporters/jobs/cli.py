@@ -120,12 +120,9 @@ def redact(message: str, dsn: str) -> str:
 
 def duration_buckets() -> tuple[float, ...]:
     """Bucket bounds of the job duration histogram, from the thresholds catalogue."""
-    from generator.catalogue import load_catalogue
+    from exporters.contract import HISTOGRAM_BUCKETS
 
-    buckets = load_catalogue(check_promql=False).metric(DURATION_METRIC).buckets
-    if not buckets:
-        raise UsageError(f"catalogue: metric {DURATION_METRIC} has no buckets")
-    return tuple(float(b) for b in buckets)
+    return HISTOGRAM_BUCKETS[DURATION_METRIC]
 
 
 def main(argv: list[str] | None = None) -> int:

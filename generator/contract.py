@@ -1,0 +1,118 @@
+"""Renderer: the metric contracts of the catalogue as a page for people and a module for the exporters.
+
+- `docs/metric-contract.md`: per system, every metric its rules read (type, labels, buckets, meaning)
+  and the alerts that read it.
+- `exporters/contract.py`: the histogram bucket bounds, so that the instrumentation and the job
+  exporter use the catalogue's buckets (every threshold a bucket bound) without reading thresholds/
+  at run time.
+"""
+
+from __future__ import annotations
+
+import re
+
+from generator.catalogue import Catalogue, MetricSpec, System, format_number
+from generator.render_common import RenderError, header
+
+DOC_PATH = "docs/metric-contract.md"
+MODULE_PATH = "exporters/contract.py"
+LINE_LENGTH = 110  # ruff's line-length for this repository (pyproject.toml)
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+DOC_INTRO = """\
+# Metric contract
+
+What each monitored system exposes and its rules read: the `metrics:` section of each
+`thresholds/<system>.yml`, rendered. Every scrape target also carries the target label `system`
+({systems}) and, where relevant, `env` (`production`|`staging`), set by the Prometheus target
+files (`prometheus/targets/`, file_sd), not by the application. Exporters and the demo publish exactly
+these names; histogram buckets come from here (`exporters/contract.py`), so every threshold an alert
+compares with is a bucket bound.
+"""
+
+
+def _readers(system: System, metric: MetricSpec) -> list[str]:
+    """The system's alerts whose signal or error ratio reads the metric (histograms: any of its series)."""
+    names = [metric.name]
+    if metric.type == "histogram":
+        names += [metric.name + suffix for suffix in HISTOGRAM_SUFFIXES]
+    pattern = re.compile(r"(?<![A-Za-z0-9_:])(" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_:])")
+    found: list[str] = []
+    queries = [(t.alert_name, t.signal) for t in system.thresholds]
+    queries += [(s.alert_name, s.error_ratio) for s in system.slos]
+    for alert, query in queries:
+        if pattern.search(query) and alert not in found:
+            found.append(alert)
+    return found
+
+
+def _type_cell(metric: MetricSpec) -> str:
+    if metric.buckets:
+        return f"histogram, buckets {' '.join(format_number(b) for b in metric.buckets)}"
+    return metric.type
+
+
+def _system_section(system: System) -> list[str]:
+    jobs = sorted({dict(target).get("job", "") for target in system.test_targets} - {""})
+    job_text = f", Prometheus job {', '.join(f'`{j}`' for j in jobs)}" if jobs else ""
+    lines = [
+        f'## {system.name} (`system="{system.id}"`{job_text})',
+        "",
+        f"From `thresholds/{system.file}`.",
+        "",
+        "| metric | type | labels | meaning | read by |",
+        "|---|---|---|---|---|",
+    ]
+    for metric in system.metrics:
+        labels = ", ".join(metric.labels)
+        readers = ", ".join(f"`{a}`" for a in _readers(system, metric)) or "dashboards"
+        lines.append(f"| `{metric.name}` | {_type_cell(metric)} | {labels} | {metric.help} | {readers} |")
+    return [*lines, ""]
+
+
+def render_contract_doc(catalogue: Catalogue) -> str:
+    systems = ", ".join(f"`{s.id}`" for s in catalogue.systems)
+    lines = [
+        f"<!-- {header('', ['thresholds/*.yml']).replace(chr(10), ' ').strip()} -->",
+        "",
+        DOC_INTRO.format(systems=systems),
+    ]
+    for system in catalogue.systems:
+        lines += _system_section(system)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def histogram_buckets(catalogue: Catalogue) -> dict[str, tuple[float, ...]]:
+    """Bucket bounds per histogram name across every contract; one set of bounds per name."""
+    found: dict[str, tuple[float, ...]] = {}
+    for system in catalogue.systems:
+        for metric in system.metrics:
+            if not metric.buckets:
+                continue
+            if metric.name in found and found[metric.name] != metric.buckets:
+                raise RenderError(f"histogram {metric.name} has different buckets in two contracts")
+            found[metric.name] = metric.buckets
+    return dict(sorted(found.items()))
+
+
+def render_contract_module(catalogue: Catalogue) -> str:
+    lines = [
+        header("#", ["thresholds/*.yml"]).rstrip(),
+        '"""Histogram bucket bounds of the metric contracts (thresholds/*.yml `metrics:`), per metric."""',
+        "",
+        "HISTOGRAM_BUCKETS: dict[str, tuple[float, ...]] = {",
+    ]
+    for name, buckets in histogram_buckets(catalogue).items():
+        bounds = ", ".join(format_number(b) for b in buckets)
+        line = f'    "{name}": ({bounds}),'
+        if len(line) <= LINE_LENGTH:
+            lines.append(line)
+        else:  # the layout ruff format gives a tuple that does not fit on one line
+            lines += [f'    "{name}": (', *[f"        {format_number(b)}," for b in buckets], "    ),"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_contract(catalogue: Catalogue) -> dict[str, str]:
+    """Renderer: the contract page and the buckets module."""
+    return {DOC_PATH: render_contract_doc(catalogue), MODULE_PATH: render_contract_module(catalogue)}
