@@ -201,7 +201,9 @@ class PrivateApt:
             raise ToolError(f"{' '.join(cmd[:1] + cmd[-2:])} failed with exit status {result.returncode}")
 
 
-def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str, str]:
+def fetch_all(
+    tools: list[Tool], archive: dict, force: bool = False, versions_file: Path = VERSIONS_FILE
+) -> dict[str, str]:
     """Make every tool available in .tools/bin; returns name -> version. Fetches only what is missing."""
     BIN_DIR.mkdir(parents=True, exist_ok=True)
     versions: dict[str, str] = {}
@@ -210,7 +212,7 @@ def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str
         target = BIN_DIR / tool.name
         if target.exists() and not force and not tool.missing_data():
             try:
-                versions[tool.name] = check_tool(tool, target)
+                versions[tool.name] = check_tool(tool, target, versions_file)
                 continue
             except ToolError as err:
                 print(f"==> {err}; fetching again", flush=True)
@@ -218,7 +220,7 @@ def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str
     if not missing:
         return versions
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        return versions | _use_path_binaries(missing)
+        return versions | _use_path_binaries(missing, versions_file)
     apt = PrivateApt(archive)
     apt.prepare()
     apt.update()
@@ -244,7 +246,7 @@ def fetch_all(tools: list[Tool], archive: dict, force: bool = False) -> dict[str
                 _install_data(unpacked[tool.package] / folder, Path("/") / folder)
             manifest[tool.name] = {"binary": str(target), "package_version": apt.candidate(tool.package)}
             MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            versions[tool.name] = check_tool(tool, target)
+            versions[tool.name] = check_tool(tool, target, versions_file)
     return versions
 
 
@@ -263,7 +265,7 @@ def _install_data(source: Path, target: Path) -> None:
     shutil.copytree(source, target)
 
 
-def _use_path_binaries(tools: list[Tool]) -> dict[str, str]:
+def _use_path_binaries(tools: list[Tool], versions_file: Path) -> dict[str, str]:
     """Without apt: link binaries from REDLINE_BIN_<NAME> or PATH into .tools/bin after checking them."""
     versions = {}
     for tool in tools:
@@ -276,7 +278,7 @@ def _use_path_binaries(tools: list[Tool]) -> dict[str, str]:
             )
         if tool.version_from_package:
             tool = Tool(tool.name, tool.package, tool.path, tool.spec, ["-version"], False)
-        versions[tool.name] = check_tool(tool, candidate)
+        versions[tool.name] = check_tool(tool, candidate, versions_file)
         target = BIN_DIR / tool.name
         target.unlink(missing_ok=True)
         target.symlink_to(Path(candidate).resolve())
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             versions = check_all(tools, args.versions_file)
         else:
-            versions = fetch_all(tools, archive, force=args.force)
+            versions = fetch_all(tools, archive, force=args.force, versions_file=args.versions_file)
     except ToolError as err:
         print(f"redline setup-tools: {err}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -169,3 +170,33 @@ def test_up_names_a_missing_binary_in_one_line(stack_env: dict[str, str], tmp_pa
         f"redline up: cannot start prometheus: prometheus not found in {empty_tools / 'bin'} or on PATH "
         "(run 'make setup')"
     )
+
+
+def test_ctrl_c_stops_a_foreground_stack(stack_env: dict[str, str]) -> None:
+    prom = int(stack_env["REDLINE_PORT_PROMETHEUS"])
+    proc = subprocess.Popen(
+        [*REDLINE, "up", "--foreground", "--only", "prometheus,pager-sink"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **stack_env},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "attached; Ctrl-C stops the stack" in line:
+                break
+        assert _listening(prom), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            run_redline("down", env=stack_env)
+    assert proc.returncode == 130, rest
+    assert "interrupted; stopping the stack" in rest
+    assert not _listening(prom)
+    assert run_redline("status", env=stack_env).returncode == 3

@@ -8,7 +8,6 @@ target (green) and the alert values (red; orange for a lower level) that the rul
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import common as common_builders
@@ -314,8 +313,3 @@ def stat_panel(
 def to_json(built: model.Dashboard) -> str:
     """Deterministic JSON text of a dashboard: sorted keys, two-space indent, final newline."""
     return JSONEncoder(sort_keys=True, indent=2, ensure_ascii=False).encode(built) + "\n"
-
-
-def to_dict(built: model.Dashboard) -> dict:
-    """The dashboard as plain JSON data (what Grafana reads)."""
-    return json.loads(to_json(built))
