@@ -112,7 +112,25 @@ def _binary(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
+# HA (redline up --ha): the cluster peer name of each Alertmanager service, and the cluster timings.
+AM_PEER_NAMES = {"alertmanager": "am-1", "alertmanager-2": "am-2", "alertmanager-3": "am-3"}
+AM_PEER_TIMEOUT = "2s"
+AM_SETTLE_TIMEOUT = "5s"
+
+
 def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
+    """One Alertmanager; with --ha one of three peers gossiping on loopback (web port + 1).
+
+    Cluster flags (the command lines are in alertmanager/README.md, which tests/test_alertmanager_config.py
+    compares with this; tests/test_alertmanager_live.py runs the cluster):
+    a stable --cluster.peer-name am-1/am-2/am-3 (the peer that sorts first notifies, so am-1 is the one
+    that pages, on every start); --cluster.peer-timeout=2s (each later peer waits its position times
+    this before it notifies; loopback gossip takes milliseconds, the default 15s would only delay pages
+    whose first peer is down); --cluster.settle-timeout=5s (after start a peer sends nothing until the
+    membership has held still for three 2 s polls, about 10 s, or until this timeout; on loopback the
+    joining peer receives the cluster's state at once, so 5 s is enough and pages go out sooner).
+    """
+
     def command(ctx: Context) -> list[str]:
         gossip = ctx.port(name) + 1
         cmd = [
@@ -124,8 +142,10 @@ def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
         ]
         if ctx.ha:
             cmd.append(f"--cluster.listen-address=127.0.0.1:{gossip}")
+            cmd.append(f"--cluster.peer-name={AM_PEER_NAMES[name]}")
             cmd += [f"--cluster.peer=127.0.0.1:{ctx.port(peer) + 1}" for peer in peers]
-            cmd.append("--cluster.settle-timeout=5s")
+            cmd.append(f"--cluster.peer-timeout={AM_PEER_TIMEOUT}")
+            cmd.append(f"--cluster.settle-timeout={AM_SETTLE_TIMEOUT}")
         else:
             cmd.append("--cluster.listen-address=")
         return cmd
@@ -253,6 +273,7 @@ SERVICES: list[Service] = [
             "jobs",
             f"--dsn={_pg_dsn(ctx)}",
             f"--listen=127.0.0.1:{ctx.port('job-exporter')}",
+            "--statement-timeout=800ms",  # below the 1 s scrape timeout of job pipeline-jobs
         ],
         ready_path="/metrics",
         modules=("exporters.jobs",),

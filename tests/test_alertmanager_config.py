@@ -1,11 +1,13 @@
 """alertmanager/alertmanager.yml checked by the real amtool and Alertmanager: validity without secrets,
-routing of every catalogue alert, the templates, and the absence of secrets from the repository."""
+routing of every catalogue alert, the templates, the command lines documented in alertmanager/README.md,
+and the absence of secrets from the repository."""
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
+import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -257,46 +259,212 @@ def test_config_has_no_inline_secret_fields() -> None:
             pytest.fail(f"alertmanager.yml:{number}: inline secret field {match.group(1)!r}")
 
 
-def repo_files() -> list[Path]:
-    """Tracked files plus the untracked ones git would add (not ignored)."""
+def repo_files() -> list[str]:
+    """Paths (relative to the checkout) of the files git tracks, plus the untracked ones it would add."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, check=True, timeout=30,
     ).stdout  # fmt: skip
-    return [ROOT / name for name in out.decode().split("\0") if name and (ROOT / name).is_file()]
+    return sorted({name for name in out.decode().split("\0") if name and (ROOT / name).is_file()})
 
 
-def test_no_secret_value_is_in_any_repository_file() -> None:
-    # Provision secret files where a deployment of this checkout would keep them (alertmanager/secrets/,
-    # git-ignored), with values that exist nowhere else, and prove git would never pick them up.
-    secrets_dir = ROOT / "alertmanager" / "secrets"
-    created_dir = not secrets_dir.exists()
-    secrets_dir.mkdir(exist_ok=True)
-    config_text = CONFIG.read_text()
-    names = sorted(set(re.findall(r"secrets/([A-Za-z0-9_.-]+)", config_text)))
+INLINE, ENV = "inline secret field in YAML", "literal password or token in an environment setting"
+# Secret material, by shape. Each pattern's group "value" (when it has one) is the part that must be a
+# placeholder (empty, a ${VAR} / {{ template }} / {python} / <placeholder> reference) to be allowed.
+SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
+    "Slack webhook URL": re.compile(
+        r"hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}"
+    ),
+    "Slack token": re.compile(r"\bxox[abprs]-[0-9A-Za-z-]{10,}"),
+    "PagerDuty-style key": re.compile(
+        r"(?i)\b(?:routing|service|integration)[_-]?key\b\W{0,5}[0-9a-f]{32}\b"
+    ),
+    "private key": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+    "AWS access key": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(r"\bgh[pousr]_[0-9A-Za-z]{36,}\b"),
+    "credentials in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:(?P<value>[^/\s@'\"]+)@"),
+    # NAME=value (dotenv, shell, Dockerfile ENV) or NAME: value (YAML environment maps); *_FILE names
+    # (GF_SECURITY_ADMIN_PASSWORD__FILE, DATA_SOURCE_PASS_FILE) point at files and do not match.
+    ENV: re.compile(
+        r"^[ \t]*(?:export[ \t]+|ENV[ \t]+|-[ \t]+)?['\"]?"
+        r"(?:GF_SECURITY_ADMIN_PASSWORD|GRAFANA_ADMIN_PASSWORD|POSTGRES_PASSWORD|PGPASSWORD|DATA_SOURCE_PASS"
+        r"|[A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY))['\"]?[ \t]*[=:][ \t]*(?P<value>[^\s#]+)",
+        re.MULTILINE,
+    ),
+}
+# Inline secret fields in YAML files (Alertmanager, Grafana provisioning, compose...); their *_file
+# variants (password_file, api_url_file, routing_key_file, ...) do not match.
+YAML_SECRET_FIELD = re.compile(
+    r"^[ \t]*(?:-[ \t]+)?['\"]?(?P<key>password|passwd|auth_password|smtp_auth_password|auth_secret"
+    r"|smtp_auth_secret|api_url|slack_api_url|webhook_url|routing_key|service_key|api_key|bearer_token"
+    r"|client_secret|secret|token|credentials|secretKey|basicAuthPassword)['\"]?[ \t]*:[ \t]*"
+    r"(?P<value>[^\s#][^#\n]*?)[ \t]*$",
+    re.MULTILINE,
+)
+PLACEHOLDER = re.compile(
+    r"""^(?:''|""|~|null|\$\{?[A-Za-z_].*|\{\{.*|\{[a-z_][a-z0-9_.()'"\[\]]*\}|<[^>]+>)$"""
+)
+# Documented exceptions: (kind, matched text), each with the reason.
+SECRET_ALLOW_LIST: set[tuple[str, str]] = {
+    # The malformed-DSN inputs of tests/test_demo.py and tests/test_jobs.py.
+    ("credentials in a URL", "postgresql://u:secret@"),
+}
+
+
+def secret_findings(name: str, text: str) -> list[str]:
+    """Secret material in one file's text, as 'name:line: kind' (the value itself is not repeated)."""
+    found = []
+    checks = list(SECRET_PATTERNS.items())
+    if name.endswith((".yml", ".yaml")):
+        checks.append((INLINE, YAML_SECRET_FIELD))
+    for kind, pattern in checks:
+        for match in pattern.finditer(text):
+            value = match.groupdict().get("value")
+            if value is not None:
+                if kind == ENV and name.endswith(".py") and value[0] not in "'\"":
+                    continue  # Python code (X_PASSWORD = re.compile(...)), not a string literal
+                if PLACEHOLDER.match(value.strip().rstrip(",;").strip("'\"") or "''"):
+                    continue
+            if (kind, match.group(0).strip()) in SECRET_ALLOW_LIST:
+                continue
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(f"{name}:{line}: {kind}" + (f" ({match.group('key')})" if kind == INLINE else ""))
+    return found
+
+
+def scan_for_secrets(root: Path, names: list[str]) -> list[str]:
+    findings = []
+    for name in names:
+        data = (root / name).read_bytes()
+        if b"\0" in data[:8192]:
+            continue  # binary
+        findings += secret_findings(name, data.decode(errors="replace"))
+    return findings
+
+
+def test_no_secret_material_in_any_file_git_tracks_or_would_add() -> None:
+    names = repo_files()
+    assert len(names) > 50 and "alertmanager/alertmanager.yml" in names, "git ls-files returned too little"
+    findings = scan_for_secrets(ROOT, names)
+    assert not findings, "secret material in the repository:\n" + "\n".join(findings)
+
+
+def fake(*parts: str) -> str:
+    """A fake secret assembled at run time, so that this file itself never contains it."""
+    return "".join(parts)
+
+
+PLANTED = [
+    ("notes.md", fake("https://hooks.slack", ".com/services/T0FAKE0001/B0FAKE0002/a1B2c3D4e5F6g7H8i9J0k1L2"),
+     "Slack webhook URL"),
+    ("am.yml", fake("routing_", "key: 0123456789abcdef0123456789abcdef\n"), "PagerDuty-style key"),
+    ("am.yml", "      - routing_key: R0UT1NGK3Y\n", INLINE),
+    ("am.yml", "  smtp_auth_password: hunter2\n", INLINE),
+    ("am.yml", "  - api_url: https://chat.example/hook/abc\n", INLINE),
+    ("am.yml", "        auth_password: 'hunter2'\n", INLINE),
+    ("key.pem", fake("-----BEGIN ", "RSA PRIVATE KEY-----\n"), "private key"),
+    ("key.pem", fake("-----BEGIN ", "OPENSSH PRIVATE KEY-----\n"), "private key"),
+    (".env", "GF_SECURITY_ADMIN_PASSWORD=hunter2\n", ENV),
+    (".env", "POSTGRES_PASSWORD=hunter2\n", ENV),
+    ("docker-compose.yml", "      POSTGRES_PASSWORD: hunter2\n", ENV),
+    ("smtp.txt", fake("smtp://user:hun", "ter2@mail.example:587\n"), "credentials in a URL"),
+    ("settings.py", 'DB_PASSWORD = "hunter2"\n', ENV),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "kind"), PLANTED)
+def test_the_secret_scanner_reports_planted_secrets(tmp_path: Path, name: str, text: str, kind: str) -> None:
+    # Guards the guard: the same scanner, on a temporary file holding a fake secret, must report it.
+    (tmp_path / name).write_text(text)
+    findings = scan_for_secrets(tmp_path, [name])
+    assert findings and all(f.startswith(f"{name}:") for f in findings), findings
+    assert any(kind in f for f in findings), findings
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("am.yml", "  smtp_auth_password_file: secrets/smtp-auth-password\n"),
+        ("am.yml", "      - routing_key_file: secrets/pagerduty-routing-key\n"),
+        ("am.yml", "      - api_url_file: secrets/slack-pager-url\n"),
+        ("am.yml", "      password: '{{ .Values.password }}'\n"),
+        (".env.example", "POSTGRES_PASSWORD=\n"),
+        ("compose.yml", "      GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:?set it in .env}\n"),
+        ("compose.yml", "      GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana-admin-password\n"),
+        ("cli.py", '_URI_PASSWORD = re.compile(r"://[^:/@\\s]*:([^@\\s]*)@")\n'),
+        ("stack.py", '    dsn = f"postgresql://redline:{password}@127.0.0.1/pipeline"\n'),
+    ],
+)
+def test_the_secret_scanner_lets_file_references_and_placeholders_pass(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    assert scan_for_secrets(tmp_path, [name]) == []
+
+
+def test_gitignore_keeps_secret_files_out_of_git(tmp_path: Path) -> None:
+    # In a scratch repository with the checkout's .gitignore files (nothing is written into the
+    # checkout): create every file a deployment keeps its secrets in and ask git what it would add.
+    ignore_files = [name for name in repo_files() if Path(name).name == ".gitignore"]
+    assert ".gitignore" in ignore_files
+    for name in ignore_files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    referenced = sorted(set(re.findall(r"secrets/([A-Za-z0-9][A-Za-z0-9_.-]*)", CONFIG.read_text())))
     assert {"pagerduty-routing-key", "slack-pager-url", "smtp-auth-password", "pager-webhook-url"} <= set(
-        names
+        referenced
     )
-    values = {name: f"redline-test-secret-{secrets.token_hex(16)}" for name in names}
-    written = []
-    try:
-        for name, value in values.items():
-            path = secrets_dir / f"{name}.test-{secrets.token_hex(4)}"
-            path.write_text(value + "\n")
-            written.append(path)
-        files = repo_files()
-        assert files, "git ls-files returned nothing"
-        assert not [p for p in files if p in written], "secret files would be committed"
-        for path in files:
-            data = path.read_bytes()
-            for name, value in values.items():
-                assert value.encode() not in data, f"{path}: contains the value of secret {name}"
-            # Real-looking credentials: Slack webhook paths, PagerDuty-style 32-hex routing keys after a key.
-            text = data.decode(errors="replace")
-            assert not re.search(r"hooks\.slack\.com/services/T[A-Z0-9]+/", text), path
-            assert not re.search(r"routing_key:\s*['\"]?[0-9a-f]{32}", text), path
-    finally:
-        for path in written:
-            path.unlink()
-        if created_dir:
-            secrets_dir.rmdir()
+    private = [
+        ".env",  # docker compose's passwords (.env.example is the committed template)
+        *[f"alertmanager/secrets/{name}" for name in referenced],  # the operator's Alertmanager secrets
+        *[f".run/alertmanager/secrets/{name}" for name in referenced],  # what `redline up` writes
+        ".run/secrets/postgres-password",
+        ".run/secrets/grafana-admin-password",
+        ".run/secrets/pgpass",
+    ]
+    public = ["alertmanager/alertmanager.yml", ".env.example"]  # control: these git must see
+    for name in private + public:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    out = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"], cwd=tmp_path, capture_output=True, text=True,
+        check=True, timeout=30,
+    ).stdout.split()  # fmt: skip
+    assert sorted(out) == sorted([*ignore_files, *public])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The documented command lines are the ones `redline up` runs
+
+
+def readme_alertmanager_commands() -> list[list[str]]:
+    """Every `alertmanager ...` command of alertmanager/README.md's code blocks, in order."""
+    text = (ROOT / "alertmanager" / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"^```\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith("alertmanager "):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def runner_alertmanager_commands(ha: bool) -> list[list[str]]:
+    """The Alertmanager command lines of `redline up` (--ha) with the default ports and run folder .run."""
+    from redline import stack
+    from redline.ports import PORTS
+
+    ctx = stack.Context(run_dir=stack.ROOT / ".run", ha=ha, ports=dict(PORTS))
+    services, _ = stack.select_services(ctx, ["alertmanager", "alertmanager-2", "alertmanager-3"])
+    commands = []
+    for service in services:
+        assert service.workdir(ctx) == ctx.path("alertmanager")  # where secrets/ resolves
+        cmd = service.command(ctx)
+        commands.append(["alertmanager", *(arg.replace(f"{stack.ROOT}/", "") for arg in cmd[1:])])
+    return commands
+
+
+def test_readme_shows_exactly_the_alertmanager_commands_redline_up_runs() -> None:
+    single, ha = runner_alertmanager_commands(ha=False), runner_alertmanager_commands(ha=True)
+    assert len(single) == 1 and len(ha) == 3
+    assert readme_alertmanager_commands() == single + ha

@@ -1,23 +1,27 @@
 """Real Prometheus -> real Alertmanager (the repo's alertmanager.yml, unchanged) -> `redline pager-sink`.
 
-The run folder is laid out exactly as `redline up` must lay it out (see alertmanager/README.md): the
+Two stacks. One Alertmanager (delivery, templates, inhibition, resolve, receiver outage), started by this
+file with the run folder laid out as `redline up` lays it out (see alertmanager/README.md): the
 receivers' URL files in RUN/alertmanager/secrets/, Alertmanager started with that folder as its working
-directory. Only the alert rules are test copies: the conventions of the generated rules (severity,
-system, the four annotations, the Watchdog labels) with `for: 0s` on switches this file flips.
+directory; the Slack URL files point at the sink too, so the rendered templates are seen live. And a
+cluster of three started by the real runner, `redline up --ha` (redline.sandbox.Sandbox), so the tests
+prove what the runner runs: one notification per group, also with a member killed.
 
-Two stacks: one Alertmanager (delivery, templates, inhibition, resolve, receiver outage) and a cluster of
-three (one notification per group, also with a member killed).
+Only the alert rules are test copies: the conventions of the generated rules (severity, system, the four
+annotations, the Watchdog labels) with `for: 0s` on switches this file flips.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
+import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,8 +32,13 @@ import pytest
 import yaml
 from support import ROOT, free_port, http_get, running, tool, wait_until
 
+from generator.catalogue import parse_duration
+from redline.sandbox import Sandbox
+from redline.stack import AM_PEER_NAMES, AM_PEER_TIMEOUT
+
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
-PEER_TIMEOUT_SECONDS = 2  # --cluster.peer-timeout of the HA stack (loopback gossip takes milliseconds)
+# --cluster.peer-timeout of `redline up --ha`: the n-th peer (0-based) waits n times this before notifying.
+PEER_TIMEOUT_SECONDS = parse_duration(AM_PEER_TIMEOUT)
 
 pytestmark = pytest.mark.slow
 
@@ -110,9 +119,23 @@ RULES = {
                 # One threshold with two levels: the critical must silence the warning.
                 alert_rule("TmuxTestMemoryHigh", "pair", "critical", "tmux"),
                 alert_rule("TmuxTestMemoryHigh", "pair", "warning", "tmux"),
-                # A service down silences its symptoms.
+                # A critical *Down silences the symptoms of its system, of any severity.
                 alert_rule("PipelineTestDown", "down", "critical", "pipeline"),
                 alert_rule("PipelineTestSlow", "down", "critical", "pipeline"),
+                alert_rule("PipelineTestBacklog", "down", "warning", "pipeline"),
+                # A warning *Down (an exporter down) silences nothing: the page of its system and env goes
+                # out, and so does a warning. (env: apart from QerrorsTestSlow, whatever the inhibitions.)
+                alert_rule("QerrorsTestExporterDown", "warndown", "warning", "qerrors", env="staging"),
+                alert_rule("QerrorsTestBudgetBurn", "warndown", "critical", "qerrors", env="staging"),
+                alert_rule("QerrorsTestLatencyHigh", "warndown", "warning", "qerrors", env="staging"),
+                # The stack's own *Down (one Alertmanager peer) silences none of the stack's alerts.
+                alert_rule("RedlineTestAlertmanagerDown", "redline", "critical", "redline"),
+                alert_rule("RedlineTestNotificationsFailing", "redline", "critical", "redline"),
+                # A critical host *Down silences the other alerts of that host only; a warning one nothing.
+                alert_rule("HostTestDown", "host", "critical", "host", instance="host-a"),
+                alert_rule("HostTestAgentDown", "host", "warning", "host", instance="host-b"),
+                alert_rule("HostTestCpuHigh", "host", "warning", "host", instance="host-a"),
+                alert_rule("HostTestCpuHigh", "host", "warning", "host", instance="host-b"),
                 alert_rule("HostTestInfo", "info", "info", "host"),
                 alert_rule("GamebookTestRetry", "retry", "critical", "gamebook"),
                 alert_rule("TmuxTestHaFirst", "ha1", "critical", "tmux"),
@@ -140,28 +163,10 @@ def write_run_folder(run: Path, sink_url: str) -> Path:
 
 
 @dataclass
-class Sink:
-    """The pager-sink process, restartable on the same port and file."""
+class Notifications:
+    """What a pager-sink has recorded in its JSON-lines file."""
 
-    port: int
     out: Path
-    log: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "redline.cli", "pager-sink", f"--listen=127.0.0.1:{self.port}"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([*cmd, f"--out={self.out}"], stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: http_get(f"{self.url}/-/healthy", timeout=1)[0] == 200, timeout=20, what="sink")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
 
     def records(self) -> list[dict]:
         if not self.out.exists():
@@ -190,6 +195,30 @@ class Sink:
     def mentions(self, alertname: str) -> list[str]:
         """Paths of every notification that mentions the alert name anywhere (also Slack payloads)."""
         return [r["path"] for r in self.records() if f'"{alertname}"' in json.dumps(r["payload"])]
+
+
+@dataclass
+class Sink(Notifications):
+    """The pager-sink process, restartable on the same port and file."""
+
+    port: int = 0
+    log: Path = Path("sink.log")
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "redline.cli", "pager-sink", f"--listen=127.0.0.1:{self.port}"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([*cmd, f"--out={self.out}"], stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: http_get(f"{self.url}/-/healthy", timeout=1)[0] == 200, timeout=20, what="sink")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
 
 
 @dataclass
@@ -270,7 +299,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as stack:
         switches = Switches()
         stack.callback(switches.close)
-        sink = Sink(free_port(), tmp / "notifications.jsonl", tmp / "sink.log")
+        sink = Sink(tmp / "notifications.jsonl", port=free_port(), log=tmp / "sink.log")
         sink.start()
         stack.callback(sink.stop)
         workdir = write_run_folder(tmp / "run", sink.url)
@@ -280,7 +309,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         am = stack.enter_context(running(cmd, ready_url=f"{url}/-/ready", log=tmp / "am.log", cwd=workdir))
         start_prometheus(stack, tmp, switches, [url])
         # Everything that this module checks fires at once: the slow ticket batch bounds the module's time.
-        switches.set(page=1, ticket=1, pair=1, down=1, info=1, retry=0)
+        switches.set(page=1, ticket=1, pair=1, down=1, warndown=1, redline=1, host=1, info=1, retry=0)
         yield Stack(switches, sink, [url], {"am": am}, started=time.monotonic())
 
 
@@ -352,15 +381,79 @@ def test_clearing_the_condition_delivers_resolved(single: Stack) -> None:
     assert len(single.sink.alerts("/pager", "GamebookTestOutage", "firing")) == 1  # paged once, not repeated
 
 
-def test_down_alert_inhibits_the_symptoms_of_its_system(single: Stack) -> None:
+def assert_active(base_url: str, alertname: str, **labels: str) -> dict:
+    """The one alert of that name (and labels) Alertmanager holds: active, inhibited by nothing."""
+    (alert,) = [a for a in am_alerts(base_url, alertname) if labels.items() <= a["labels"].items()]
+    assert alert["status"]["state"] == "active", alert
+    assert alert["status"]["inhibitedBy"] == [], alert
+    return alert
+
+
+def assert_inhibited_by(base_url: str, alertname: str, source: dict, **labels: str) -> None:
+    """The one alert of that name (and labels) is suppressed by exactly the `source` alert."""
+    (alert,) = [a for a in am_alerts(base_url, alertname) if labels.items() <= a["labels"].items()]
+    assert alert["status"]["state"] == "suppressed", alert
+    assert alert["status"]["inhibitedBy"] == [source["fingerprint"]], alert
+
+
+def past_every_group_wait(stack: Stack) -> None:
+    """Wait until the ticket route (group_wait 30s, the longest) has delivered the batch fired at start:
+    an uninhibited alert of any severity would have been notified by then."""
+    stack.sink.wait_for("/ticket", "QerrorsTestSlow", timeout=60)
+    time.sleep(2)
+
+
+def test_critical_down_alert_inhibits_the_symptoms_of_its_system(single: Stack) -> None:
     single.sink.wait_for("/pager", "PipelineTestDown", timeout=15)
     am = single.alertmanagers[0]
-    (down,) = am_alerts(am, "PipelineTestDown")
-    (symptom,) = am_alerts(am, "PipelineTestSlow")
-    assert symptom["status"]["state"] == "suppressed"
-    assert symptom["status"]["inhibitedBy"] == [down["fingerprint"]]
-    time.sleep(3)  # pager group_wait is 1s: an uninhibited symptom would have been paged by now
+    down = assert_active(am, "PipelineTestDown")
+    assert_inhibited_by(am, "PipelineTestSlow", down)  # a critical symptom
+    assert_inhibited_by(am, "PipelineTestBacklog", down)  # a warning symptom
+    time.sleep(3)  # pager group_wait is 1s: an uninhibited critical symptom would have been paged by now
     assert single.sink.mentions("PipelineTestSlow") == []
+    past_every_group_wait(single)
+    assert single.sink.mentions("PipelineTestBacklog") == []
+
+
+def test_warning_down_alert_does_not_inhibit_a_page_of_its_system(single: Stack) -> None:
+    # Like PipelineJobExporterDown (warning) and PipelineJobSuccessBudgetBurn (critical): the page goes out.
+    record = single.sink.wait_for("/pager", "QerrorsTestBudgetBurn", timeout=15)
+    assert record["payload"]["receiver"] == "pager"
+    am = single.alertmanagers[0]
+    assert_active(am, "QerrorsTestExporterDown")
+    assert_active(am, "QerrorsTestBudgetBurn")
+    assert_active(am, "QerrorsTestLatencyHigh")
+    past_every_group_wait(single)
+    # The warning *Down is a ticket itself, and the other warning of its system and env is ticketed too.
+    single.sink.wait_for("/ticket", "QerrorsTestExporterDown", timeout=5)
+    single.sink.wait_for("/ticket", "QerrorsTestLatencyHigh", timeout=5)
+    assert len(single.sink.alerts("/pager", "QerrorsTestBudgetBurn", "firing")) == 1
+
+
+def test_redline_down_alert_does_not_inhibit_the_other_redline_alerts(single: Stack) -> None:
+    # One Alertmanager peer down must not hide that notifications are failing.
+    record = single.sink.wait_for("/pager", "RedlineTestNotificationsFailing", timeout=15)
+    assert record["payload"]["receiver"] == "pager"
+    single.sink.wait_for("/pager", "RedlineTestAlertmanagerDown", timeout=5)
+    am = single.alertmanagers[0]
+    assert_active(am, "RedlineTestAlertmanagerDown")
+    assert_active(am, "RedlineTestNotificationsFailing")
+    assert_active(am, "Watchdog")
+
+
+def test_host_down_inhibits_only_that_host_and_only_when_critical(single: Stack) -> None:
+    single.sink.wait_for("/pager", "HostTestDown", timeout=15)
+    am = single.alertmanagers[0]
+    down = assert_active(am, "HostTestDown", instance="host-a")
+    assert_inhibited_by(am, "HostTestCpuHigh", down, instance="host-a")
+    # host-b has only a warning *Down: its other alerts are not silenced.
+    assert_active(am, "HostTestAgentDown", instance="host-b")
+    assert_active(am, "HostTestCpuHigh", instance="host-b")
+    record = single.sink.wait_for("/ticket", "HostTestCpuHigh", timeout=60)
+    assert [a["labels"]["instance"] for a in record["payload"]["alerts"]] == ["host-b"]
+    past_every_group_wait(single)
+    delivered = [a["labels"]["instance"] for _, a in single.sink.alerts("/ticket", "HostTestCpuHigh")]
+    assert delivered == ["host-b"]
 
 
 def test_critical_inhibits_the_warning_of_the_same_alert_and_target(single: Stack) -> None:
@@ -427,51 +520,108 @@ def seconds_between(earlier: str, later: str) -> float:
 # A cluster of three
 
 
+HA_SERVICES = ["prometheus", "alertmanager", "alertmanager-2", "alertmanager-3", "pager-sink"]
+PEERS = list(AM_PEER_NAMES)  # the runner's three Alertmanager services, am-1 first
+
+
+@dataclass
+class Cluster:
+    sandbox: Sandbox  # `redline up --ha --only=...` on free ports
+    switches: Switches
+    sink: Notifications  # the runner's pager-sink file, RUN/pager-sink/notifications.jsonl
+
+    def url(self, service: str) -> str:
+        return self.sandbox.url(service)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("am-ha")
+    rules = tmp / "rules"
+    rules.mkdir()
+    (rules / "alertmanager-test.yml").write_text(yaml.safe_dump(RULES, sort_keys=False))
     with ExitStack() as stack:
         switches = Switches()
         stack.callback(switches.close)
-        sink = Sink(free_port(), tmp / "notifications.jsonl", tmp / "sink.log")
-        sink.start()
-        stack.callback(sink.stop)
-        workdir = write_run_folder(tmp / "run", sink.url)
-        names = ["am-1", "am-2", "am-3"]
-        web = {name: free_port() for name in names}
-        gossip = {name: free_port() for name in names}
-        processes = {}
-        for name in names:
-            flags = [
-                f"--cluster.listen-address=127.0.0.1:{gossip[name]}",
-                f"--cluster.peer-name={name}",
-                f"--cluster.peer-timeout={PEER_TIMEOUT_SECONDS}s",
-                "--cluster.settle-timeout=10s",
-                *[f"--cluster.peer=127.0.0.1:{gossip[peer]}" for peer in names if peer != name],
-            ]
-            cmd = alertmanager_cmd(workdir, name, web[name], flags)
-            url = f"http://127.0.0.1:{web[name]}/-/ready"
-            processes[name] = stack.enter_context(
-                running(cmd, ready_url=url, log=tmp / f"{name}.log", cwd=workdir)
-            )
-        urls = [f"http://127.0.0.1:{web[name]}" for name in names]
-        wait_until(lambda: all(cluster_ready(u, 3) for u in urls), timeout=30, what="a settled cluster of 3")
-        start_prometheus(stack, tmp, switches, urls)
-        yield Stack(switches, sink, urls, processes)
+        switches.set(ha1=0, ha2=0)
+        # The real runner: its Alertmanager flags, run folder, secrets (webhooks -> its pager-sink),
+        # supervisord, and Prometheus target files listing all three Alertmanagers.
+        sandbox = stack.enter_context(Sandbox(ha=True, only=HA_SERVICES, rules_dir=rules))
+        # The runner's Prometheus scrapes what its file_sd target files list; prometheus.yml's
+        # tmux-monitor job (1 s scrapes) reads targets/tmux-monitor*.yml, which only the demo would write.
+        targets = sandbox.run_dir / "prometheus" / "targets"
+        staged = targets / "tmux-monitor-test-switches.yml.tmp"
+        staged.write_text(yaml.safe_dump([{"targets": [f"127.0.0.1:{switches.port}"]}]))
+        staged.rename(targets / "tmux-monitor-test-switches.yml")
+        wait_until(
+            lambda: len(sandbox.query('redline_test_switch{job="tmux-monitor"}')) == 2,
+            timeout=20,
+            what="Prometheus scraping the switches",
+        )
+        wait_until(
+            lambda: len(prometheus_alertmanagers(sandbox)) == 3,
+            timeout=20,
+            what="3 Alertmanagers in Prometheus",
+        )
+        wait_until(
+            lambda: all(cluster_status(sandbox.url(s))["status"] == "ready" for s in PEERS),
+            timeout=30,
+            what="a settled cluster of 3",
+        )
+        yield Cluster(
+            sandbox, switches, Notifications(sandbox.run_dir / "pager-sink" / "notifications.jsonl")
+        )
 
 
-def cluster_ready(base_url: str, members: int) -> bool:
+def cluster_status(base_url: str) -> dict:
     status, body = http_get(f"{base_url}/api/v2/status", timeout=2)
-    cluster = json.loads(body)["cluster"] if status == 200 else {}
-    return cluster.get("status") == "ready" and len(cluster.get("peers", [])) == members
+    assert status == 200, body
+    return dict(json.loads(body)["cluster"])
 
 
-def test_cluster_sends_one_notification_per_group(cluster: Stack) -> None:
+def prometheus_alertmanagers(sandbox: Sandbox) -> list[str]:
+    status, body = http_get(f"{sandbox.url('prometheus')}/api/v1/alertmanagers")
+    assert status == 200, body
+    return [am["url"] for am in json.loads(body)["data"]["activeAlertmanagers"]]
+
+
+def kill_and_keep_down(run_dir: Path, service: str) -> None:
+    """SIGKILL one of the runner's supervised services: a crash (no graceful leave from the gossip mesh),
+    and it stays down (supervisord would restart a process that dies on its own)."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{run_dir / 'supervisor.sock'}")
+    supervisor = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+    pid = supervisor.getProcessInfo(service)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # frozen: the TERM of the stop below stays pending, it cannot leave
+    supervisor.stopProcess(service, False)  # STOPPING: its death is a stop, not a crash to restart
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: supervisor.getProcessInfo(service)["statename"] == "STOPPED",
+        timeout=10,
+        what=f"{service} down",
+    )
+
+
+def test_the_runner_starts_three_named_peers_that_prometheus_all_sends_to(cluster: Cluster) -> None:
+    gossip = {AM_PEER_NAMES[s]: f"127.0.0.1:{cluster.sandbox.port(s) + 1}" for s in PEERS}
+    for service in PEERS:
+        status = cluster_status(cluster.url(service))
+        assert status["name"] == AM_PEER_NAMES[service]
+        assert {p["name"]: p["address"] for p in status["peers"]} == gossip
+    # Prometheus sends to every member (the runner's targets/alertmanagers.yml), never to one of them.
+    expected = {f"{cluster.url(s)}/api/v2/alerts" for s in PEERS}
+    assert set(prometheus_alertmanagers(cluster.sandbox)) == expected
+
+
+def test_cluster_sends_one_notification_per_group(cluster: Cluster) -> None:
     cluster.switches.set(ha1=1)
-    cluster.sink.wait_for("/pager", "TmuxTestHaFirst", timeout=20)
+    record = cluster.sink.wait_for("/pager", "TmuxTestHaFirst", timeout=20)
+    # am-1 sorts first: it notifies at once, the others only after waiting their position's turn.
+    assert record["payload"]["externalURL"] == cluster.url("alertmanager")
     # Prometheus sent the alert to every member...
     wait_until(
-        lambda: all(am_alerts(url, "TmuxTestHaFirst") for url in cluster.alertmanagers),
+        lambda: all(am_alerts(cluster.url(s), "TmuxTestHaFirst") for s in PEERS),
         timeout=10,
         what="the alert on all three Alertmanagers",
     )
@@ -480,14 +630,15 @@ def test_cluster_sends_one_notification_per_group(cluster: Stack) -> None:
     assert len(cluster.sink.alerts("/pager", "TmuxTestHaFirst")) == 1
 
 
-def test_cluster_still_notifies_once_with_a_member_killed(cluster: Stack) -> None:
-    first = cluster.processes["am-1"]  # position 0 in the cluster: the one that notifies first
-    first.kill()
-    first.wait(timeout=10)
-    survivors = cluster.alertmanagers[1:]
+def test_cluster_still_notifies_once_with_a_member_killed(cluster: Cluster) -> None:
+    kill_and_keep_down(cluster.sandbox.run_dir, "alertmanager")  # am-1: the one that notifies first
+    with pytest.raises(OSError):
+        http_get(f"{cluster.url('alertmanager')}/-/healthy", timeout=2)
+    survivors = ["alertmanager-2", "alertmanager-3"]
     cluster.switches.set(ha2=1)
-    cluster.sink.wait_for("/pager", "TmuxTestHaSecond", timeout=30)
-    assert all(am_alerts(url, "TmuxTestHaSecond") for url in survivors)
+    record = cluster.sink.wait_for("/pager", "TmuxTestHaSecond", timeout=30)
+    assert record["payload"]["externalURL"] == cluster.url("alertmanager-2")  # next in line
+    assert all(am_alerts(cluster.url(s), "TmuxTestHaSecond") for s in survivors)
     time.sleep(2 * PEER_TIMEOUT_SECONDS + 2)
     assert len(cluster.sink.alerts("/pager", "TmuxTestHaSecond")) == 1
     assert len(cluster.sink.alerts("/pager", "TmuxTestHaFirst")) == 1  # nothing repeated by the failover
