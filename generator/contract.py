@@ -4,7 +4,7 @@
   and the alerts that read it.
 - `exporters/contract.py`: the histogram bucket bounds, so that the instrumentation and the job
   exporter use the catalogue's buckets (every threshold a bucket bound) without reading thresholds/
-  at run time.
+  at run time, and the alert values the demo's faults must pass.
 """
 
 from __future__ import annotations
@@ -95,20 +95,36 @@ def histogram_buckets(catalogue: Catalogue) -> dict[str, tuple[float, ...]]:
     return dict(sorted(found.items()))
 
 
+def _tuple_lines(key: str, numbers: tuple[float, ...]) -> list[str]:
+    """`    "key": (1, 2),` as ruff formats it: on one line if it fits, else one number per line."""
+    line = f'    "{key}": ({", ".join(format_number(n) for n in numbers)}),'
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [f'    "{key}": (', *[f"        {format_number(n)}," for n in numbers], "    ),"]
+
+
 def render_contract_module(catalogue: Catalogue) -> str:
     lines = [
         header("#", ["thresholds/*.yml"]).rstrip(),
-        '"""Histogram bucket bounds of the metric contracts (thresholds/*.yml `metrics:`), per metric."""',
+        '"""The catalogue\'s numbers that code needs at run time: histogram buckets and alert values."""',
         "",
+        "# Bucket bounds of every histogram of the metric contracts (`metrics:`), by metric name.",
         "HISTOGRAM_BUCKETS: dict[str, tuple[float, ...]] = {",
     ]
     for name, buckets in histogram_buckets(catalogue).items():
-        bounds = ", ".join(format_number(b) for b in buckets)
-        line = f'    "{name}": ({bounds}),'
-        if len(line) <= LINE_LENGTH:
-            lines.append(line)
-        else:  # the layout ruff format gives a tuple that does not fit on one line
-            lines += [f'    "{name}": (', *[f"        {format_number(b)}," for b in buckets], "    ),"]
+        lines += _tuple_lines(name, buckets)
+    lines += [
+        "}",
+        "",
+        "# Alert values of every threshold level, by alert name and severity (the demo's faults pass them).",
+        "ALERT_VALUES: dict[str, dict[str, float]] = {",
+    ]
+    values: dict[str, dict[str, float]] = {}
+    for threshold in catalogue.thresholds():
+        values.setdefault(threshold.alert_name, {})[threshold.severity] = threshold.value
+    for alert, levels in sorted(values.items()):
+        line = f'    "{alert}": {{{", ".join(f"{k!r}: {format_number(v)}" for k, v in levels.items())}}},'
+        lines.append(line.replace("'", '"'))
     lines.append("}")
     return "\n".join(lines) + "\n"
 

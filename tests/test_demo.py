@@ -1,17 +1,26 @@
 """`redline demo` end to end: every fault trips its catalogue alert expressions, and they clear.
 
-One stack: the demo (all systems), a throwaway PostgreSQL with the job table, the job exporter,
-blackbox_exporter probing /health, vmagent receiving the browsers' OTLP FPS and remote-writing into a
-real Prometheus that runs the repo's prometheus.yml and the rules generated from the catalogue (1 s
-scrape and evaluation). For each fault the test checks, for every (alert, severity) the demo declares in
+One stack: the demo (all systems), a throwaway PostgreSQL with the job table in database `pipeline`,
+the job exporter, postgres_exporter on that database, blackbox_exporter probing /health, vmagent
+receiving the browsers' OTLP FPS and remote-writing into a real Prometheus that runs the repo's
+prometheus.yml and the rules generated from the catalogue (1 s scrape and evaluation; 5 s for the
+postgres job). For each fault the test checks, for every (alert, severity) the demo declares in
 FAULT_ALERTS, the alert's own expression from the catalogue: false before, true while the fault is on,
 false again after it is cleared. Faults on independent signals run in parallel.
 
 Windows like [5m] are not shortened: each Prometheus starts fresh, so a window holds only the seconds
 of data the test produced, and a fault that just crossed its threshold is diluted again within
 seconds after it is cleared. Faults that would disturb each other's signal run in a second wave
-against a fresh Prometheus. qerrors' error-rate rule compares with yesterday's rate, so the test
-backfills one day of 1%-error history ending an hour ago (promtool tsdb create-blocks-from).
+against a fresh Prometheus; the faults that take the whole job table or database away (job-table-locked,
+db-down) run last and alone, on the second wave's Prometheus. qerrors' error-rate rule compares with
+yesterday's rate, so the test backfills one day of 1%-error history ending an hour ago (promtool tsdb
+create-blocks-from).
+
+The job exporter runs with --statement-timeout=500ms (default 5 s): under the pipeline-jobs job's 1 s
+scrape timeout, so that a locked job table shows as the exporter's own `redline_jobs_up 0` rather than
+only as a failed scrape (either trips PipelineJobExporterDown). After all faults, the test checks that
+they left nothing behind: no fault session or lock, the database accepting connections, the demo's
+workers finishing jobs again with no row stuck 'running'.
 """
 
 from __future__ import annotations
@@ -22,17 +31,21 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
-from pg import pg_cluster
+from pg import PgCluster, pg_cluster
 from support import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
+from exporters.demo.database import CONNECTIONS_ALERT_RATIO, FAULT_APPLICATION
 from exporters.demo.faults import FAULT_ALERTS, FAULTS
+from exporters.demo.pipeline import WORKERS, WORKERS_CRITICAL, WORKERS_UNDER_TEST
 from generator.catalogue import load_catalogue
 from generator.rules import render_rules
 
@@ -47,18 +60,25 @@ WAVE_1: list[list[tuple[str, str]]] = [
     *[[(s, f)] for s in ("qerrors", "qerrors-staging") for f in FAULTS[s] if f != "down"],
     [("pipeline", "slow-jobs")],
     [("pipeline", "job-failures")],
-    [("pipeline", "concurrency")],
+    [("pipeline", "concurrency"), ("pipeline", "concurrency-critical")],
     [("pipeline", "down")],
     [("tmux", "memory"), ("tmux", "memory-critical")],
     *[[("tmux", f)] for f in ("slow-cycles", "cpu", "errors", "pool-exhaustion", "cache-misses")],
 ]
-# Against a fresh Prometheus: the mean job duration again, and faults that stop a whole instance.
+# Against a fresh Prometheus: the mean job duration again, faults that stop a whole instance, and the
+# connections held (not with more workers than usual: the few free connections would not do).
 WAVE_2: list[list[tuple[str, str]]] = [
     [("pipeline", "very-slow-jobs"), ("pipeline", "workers-down")],
+    [("pipeline", "db-connections")],
     [("qerrors", "down")],
     [("qerrors-staging", "down")],
     [("tmux", "unhealthy"), ("tmux", "down")],
 ]
+# After wave 2, on its Prometheus, alone: every job signal is gone while they are on.
+WAVE_3: list[list[tuple[str, str]]] = [
+    [("pipeline", "job-table-locked"), ("pipeline", "db-down")],
+]
+PHASES = (("1", (WAVE_1,), True), ("2", (WAVE_2, WAVE_3), False))
 # rate(counter[5m]) divides by the whole 5 minutes, so on a fresh Prometheus a pure rate stays far below
 # its threshold, and once over it stays over until the window has slid past (5 min): too slow for a
 # test. The catalogue offers no shortened windows for thresholds, so for these two alerts the test
@@ -66,6 +86,26 @@ WAVE_2: list[list[tuple[str, str]]] = [
 PURE_RATE_ALERTS = {
     "GamebookCpuHigh": 'rate(process_cpu_seconds_total{{system="gamebook"}}[10s]) > {value}',
     "TmuxMonitorCpuHigh": 'rate(process_cpu_seconds_total{{system="tmux"}}[10s]) > {value}',
+}
+# What must hold before a database fault is injected, so that "false before" is not just missing data:
+# the exporter it acts through has been scraped (postgres every 5 s: not waited for at the start of a
+# phase, where each second of waiting slows the mean-duration faults down).
+BEFORE = {
+    ("pipeline", "db-connections"): ['pg_settings_max_connections{job="postgres"}'],
+    ("pipeline", "job-table-locked"): ['redline_jobs_up{job="pipeline-jobs"} == 1'],
+    ("pipeline", "db-down"): ['pg_up{job="postgres"} == 1', 'redline_jobs_up{job="pipeline-jobs"} == 1'],
+}
+# Besides its alerts, what a database fault must show while on: that it works the way it claims.
+EVIDENCE = {
+    # the job exporter answers the scrape, reporting that its read of the table failed (statement timeout)
+    ("pipeline", "job-table-locked"): [
+        'redline_jobs_up{job="pipeline-jobs"} == 0 and on (job, instance) up{job="pipeline-jobs"} == 1'
+    ],
+    # postgres_exporter answers the scrape with pg_up 0 (it cannot connect), and so does the job exporter
+    ("pipeline", "db-down"): [
+        'pg_up{job="postgres"} == 0 and on (job, instance) up{job="postgres"} == 1',
+        'redline_jobs_up{job="pipeline-jobs"} == 0',
+    ],
 }
 ON_TIMEOUT = 60.0
 OFF_TIMEOUT = 90.0
@@ -149,6 +189,7 @@ class Stack:
             ],
             "pipeline-api": [group("pipeline", system="pipeline")],
             "pipeline-jobs": [group("jobs", system="pipeline")],
+            "postgres": [group("postgres", system="pipeline")],
             "tmux-monitor": [group("tmux", system="tmux")],
             "probes": [
                 {
@@ -187,8 +228,12 @@ class Stack:
         request = urllib.request.Request(
             f"{self.control}/fault?{query}", method="POST" if active else "DELETE"
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert response.status == 200
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                assert response.status == 200
+        except urllib.error.HTTPError as err:
+            action = "inject" if active else "clear"
+            raise AssertionError(f"cannot {action}: {err.code} {err.read().decode().strip()}") from None
 
     def firing(self, expr: str, system: str) -> bool:
         """True when the expression returns a series of the system's (faulty) instance."""
@@ -206,6 +251,8 @@ def run_task(stack: Stack, task: list[tuple[str, str]]) -> dict[tuple[str, str],
         outcomes[(system, fault)] = outcome
         outcome.exprs = [alert_expr(stack.catalogue, *alert) for alert in FAULT_ALERTS[(system, fault)]]
         try:
+            for expr in BEFORE.get((system, fault), []):
+                wait_until(lambda e=expr: prom_query(stack.prom_url, e), timeout=20, what=f"before: {expr}")
             for expr in outcome.exprs:
                 wait_until(
                     lambda e=expr, s=system: not stack.firing(e, s), timeout=20, what=f"false before: {expr}"
@@ -220,6 +267,12 @@ def run_task(stack: Stack, task: list[tuple[str, str]]) -> dict[tuple[str, str],
                         what=f"true while on: {expr}",
                     )
                 outcome.seconds_on = time.monotonic() - started
+                for expr in EVIDENCE.get((system, fault), []):
+                    wait_until(
+                        lambda e=expr: prom_query(stack.prom_url, e),
+                        timeout=ON_TIMEOUT,
+                        what=f"while on: {expr}",
+                    )
             finally:
                 stack.set_fault(system, fault, False)
             cleared = time.monotonic()
@@ -246,32 +299,89 @@ def run_wave(stack: Stack, wave: list[list[tuple[str, str]]]) -> dict[tuple[str,
 
 def wait_stack_ready(stack: Stack) -> None:
     wait_until(
-        lambda: len(prom_query(stack.prom_url, "up == 1")) == 9,
+        lambda: len(prom_query(stack.prom_url, 'up{job!="postgres"} == 1')) == 9,
         timeout=30,
-        what="all 9 targets up (6 demo/exporter jobs, 3 probes)",
+        what="all 9 targets scraped every second up (6 demo/exporter jobs, 3 probes)",
     )
     wait_until(lambda: prom_query(stack.prom_url, "gamebook_client_fps"), timeout=30, what="FPS via OTLP")
 
 
+def database_dsn(pg: PgCluster, dbname: str, **params: str) -> str:
+    return psycopg.conninfo.make_conninfo(pg.dsn, dbname=dbname, **params)
+
+
+def leftovers(dsn: str) -> list[str]:
+    """What the faults left behind once all are cleared; waits for the demo's workers to finish jobs."""
+    problems = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def one(query: str, *args: object) -> int:
+            row = conn.execute(query, args or None).fetchone()  # type: ignore[arg-type]
+            return int(row[0]) if row else 0
+
+        if not one("SELECT count(*) FROM pg_database WHERE datname = current_database() AND datallowconn"):
+            problems.append("the pipeline database still refuses connections")
+        sessions = one("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", FAULT_APPLICATION)
+        if sessions:
+            problems.append(f"{sessions} fault session(s) still open")
+        locks = one(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'jobs'::regclass AND mode = 'AccessExclusiveLock'"
+        )
+        if locks:
+            problems.append("the job table is still locked")
+        finished = "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed')"
+        before = one(finished)
+        try:
+            wait_until(lambda: one(finished) >= before + 2 * WORKERS, timeout=15, what="jobs finishing")
+        except AssertionError as err:
+            problems.append(f"the demo's workers do not finish jobs again: {err}")
+        running_rows = one("SELECT count(*) FROM jobs WHERE state = 'running'")
+        if running_rows > WORKERS:
+            problems.append(f"{running_rows} rows 'running' with {WORKERS} workers: jobs stuck")
+    return problems
+
+
+@dataclass
+class Run:
+    outcomes: dict[tuple[str, str], Outcome]
+    leftovers: list[str]
+
+
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     ports = {part: free_port() for part in DEMO_PARTS}
     ports["jobs"] = free_port()
+    ports["postgres"] = free_port()
     blackbox, vmagent = free_port(), free_port()
     with pg_cluster() as pg:
+        pg.execute("CREATE DATABASE pipeline")
+        dsn = database_dsn(pg, "pipeline")
         demo = [
             *REDLINE,
             "demo",
             *[f"--port={part}={ports[part]}" for part in DEMO_PARTS],
-            f"--pipeline-dsn={pg.dsn}",
+            f"--pipeline-dsn={dsn}",
             f"--otlp-endpoint=http://127.0.0.1:{vmagent}/opentelemetry/v1/metrics",
             "--otlp-interval=1",
             "--time-scale=30",
             "--traffic-scale=20",
             "--seed=7",
         ]
-        jobs = [*REDLINE, "exporter", "jobs", f"--dsn={pg.dsn}", f"--listen=127.0.0.1:{ports['jobs']}"]
+        jobs = [
+            *REDLINE,
+            "exporter",
+            "jobs",
+            f"--dsn={dsn}",
+            f"--listen=127.0.0.1:{ports['jobs']}",
+            "--statement-timeout=500ms",
+        ]
+        # As redline/stack.py starts it (password-less here: the throwaway cluster trusts loopback).
+        postgres_exporter_env = {
+            "DATA_SOURCE_URI": f"127.0.0.1:{pg.port}/pipeline?sslmode=disable",
+            "DATA_SOURCE_USER": "postgres",
+            "DATA_SOURCE_PASS": "",
+        }
         stack = Stack(tmp, ports, blackbox)
         with (
             running(
@@ -283,43 +393,65 @@ def outcomes(tmp_path_factory):
                 ready_url=f"http://127.0.0.1:{blackbox}/-/healthy",
                 log=tmp / "blackbox.log",
             ),
+            running(
+                [tool("postgres_exporter"), f"--web.listen-address=127.0.0.1:{ports['postgres']}"],
+                ready_url=f"http://127.0.0.1:{ports['postgres']}/metrics",
+                log=tmp / "postgres_exporter.log",
+                env=postgres_exporter_env,
+                cwd=tmp,
+            ),
             running(demo, ready_url=f"http://127.0.0.1:{ports['control']}/health", log=tmp / "demo.log"),
             running(jobs, ready_url=f"http://127.0.0.1:{ports['jobs']}/metrics", log=tmp / "jobs.log"),
         ):
             results: dict[tuple[str, str], Outcome] = {}
-            for wave, tasks, baseline in (("1", WAVE_1, True), ("2", WAVE_2, False)):
-                with stack.prometheus(wave, baseline=baseline):
+            for phase, waves, baseline in PHASES:
+                with stack.prometheus(phase, baseline=baseline):
                     vm_cmd = [
                         tool("vmagent"),
                         f"-httpListenAddr=127.0.0.1:{vmagent}",
                         f"-remoteWrite.url={stack.prom_url}/api/v1/write",
-                        f"-remoteWrite.tmpDataPath={tmp / ('vmagent-' + wave)}",
+                        f"-remoteWrite.tmpDataPath={tmp / ('vmagent-' + phase)}",
                         "-remoteWrite.flushInterval=200ms",
                         "-loggerLevel=WARN",
                     ]
                     ready = f"http://127.0.0.1:{vmagent}/health"
                     with running(vm_cmd, ready_url=ready, log=tmp / "vmagent.log"):
                         wait_stack_ready(stack)
-                        results.update(run_wave(stack, tasks))
+                        for wave in waves:
+                            results.update(run_wave(stack, wave))
             for (system, fault), outcome in sorted(results.items()):
                 print(
-                    f"{system:<16} {fault:<16} on {outcome.seconds_on:5.1f}s  off {outcome.seconds_off:5.1f}s"
+                    f"{system:<16} {fault:<20} on {outcome.seconds_on:5.1f}s  off {outcome.seconds_off:5.1f}s"
                 )
-            yield results
+            yield Run(results, leftovers(dsn))
 
 
 def test_every_fault_is_tested():
-    planned = {fault for wave in (WAVE_1, WAVE_2) for task in wave for fault in task}
+    planned = [fault for _, waves, _ in PHASES for wave in waves for task in wave for fault in task]
     declared = {(system, fault) for system, faults in FAULTS.items() for fault in faults}
-    assert planned == declared == set(FAULT_ALERTS)
+    assert len(planned) == len(set(planned))
+    assert set(planned) == declared == set(FAULT_ALERTS)
+
+
+def test_fault_sizes_pass_the_catalogue_levels():
+    """The demo's fixed fault sizes against the levels in thresholds/pipeline.yml."""
+    levels = {(t.alert_name, t.severity): t.value for t in load_catalogue(check_promql=False).thresholds()}
+    warning, critical = (levels[("PipelineConcurrencyHigh", level)] for level in ("warning", "critical"))
+    assert WORKERS <= warning < WORKERS_UNDER_TEST <= critical < WORKERS_CRITICAL
+    assert levels[("PipelinePostgresConnectionsHigh", "warning")] == CONNECTIONS_ALERT_RATIO
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("system", "fault"), sorted(FAULT_ALERTS))
-def test_fault_trips_and_clears_its_alerts(outcomes, system, fault):
-    outcome = outcomes[(system, fault)]
+def test_fault_trips_and_clears_its_alerts(run, system, fault):
+    outcome = run.outcomes[(system, fault)]
     assert outcome.error is None, f"{system} {fault}: {outcome.error}"
     assert outcome.seconds_on > 0 and outcome.seconds_off >= 0
+
+
+@pytest.mark.slow
+def test_database_faults_leave_nothing_behind(run):
+    assert run.leftovers == []
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -373,3 +505,65 @@ def test_cli_fault_and_faults_against_a_running_demo(tmp_path):
         assert run_cli("fault", "gamebook", "down", "--control", control).returncode == 0
         assert http_get(f"http://127.0.0.1:{ports['gamebook']}/health")[0] == 503
         assert http_get(f"http://127.0.0.1:{ports['gamebook']}/metrics")[0] == 200
+        # Without --pipeline-dsn the job and database faults are refused, saying why; 'down' still works.
+        for fault in ("db-down", "concurrency-critical"):
+            refused = run_cli("fault", "pipeline", fault, "--control", control)
+            assert refused.returncode == 1, refused
+            assert "answered 409" in refused.stderr and "--pipeline-dsn" in refused.stderr, refused.stderr
+        assert run_cli("fault", "pipeline", "down", "--control", control).returncode == 0
+        assert run_cli("fault", "pipeline", "down", "--clear", "--control", control).returncode == 0
+        rows = json.loads(http_get(f"{control}/faults")[1])
+        assert not any(row["active"] for row in rows if row["system"] == "pipeline")
+
+
+def table_exists(dsn: str, table: str = "jobs") -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        return row is not None and row[0] is not None
+
+
+def test_database_faults_without_the_privileges_say_so(tmp_path):
+    """A role that is not superuser: db-down explains the missing privilege and changes nothing."""
+    with pg_cluster() as pg:
+        pg.execute("CREATE ROLE app LOGIN")
+        pg.execute("CREATE DATABASE appdb")
+        superuser = database_dsn(pg, "appdb")
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            conn.execute("GRANT ALL ON SCHEMA public TO app")
+        ports = {part: free_port() for part in DEMO_PARTS}
+        control = f"http://127.0.0.1:{ports['control']}"
+        demo = [
+            *REDLINE,
+            "demo",
+            *[f"--port={p}={ports[p]}" for p in DEMO_PARTS],
+            f"--pipeline-dsn={database_dsn(pg, 'appdb', user='app')}",
+            "--time-scale=30",
+            "--seed=1",
+        ]
+
+        def allowed() -> bool:
+            return bool(pg.execute("SELECT datallowconn FROM pg_database WHERE datname = 'appdb'")[0][0])
+
+        with running(demo, ready_url=f"{control}/health", log=tmp_path / "demo.log"):
+            # app does not own appdb: ALTER DATABASE is refused
+            denied = run_cli("fault", "pipeline", "db-down", "--control", control)
+            assert denied.returncode == 1 and "answered 403" in denied.stderr, denied.stderr
+            assert "role 'app' may not refuse connections to database 'appdb'" in denied.stderr
+            assert "owner or a superuser" in denied.stderr
+            assert allowed()
+            # app owns appdb but may not end a superuser's session: the ALTER is undone
+            pg.execute("ALTER DATABASE appdb OWNER TO app")
+            with psycopg.connect(superuser, autocommit=True) as held:
+                denied = run_cli("fault", "pipeline", "db-down", "--control", control)
+                assert denied.returncode == 1 and "answered 403" in denied.stderr, denied.stderr
+                assert "may not end 1 session(s) of role(s) postgres" in denied.stderr
+                assert "pg_signal_backend" in denied.stderr and "allowed again" in denied.stderr
+                assert allowed()
+                held.execute("SELECT 1")
+            rows = json.loads(http_get(f"{control}/faults")[1])
+            assert not any(row["active"] for row in rows)
+            # what the role may do works: the table it created can be locked
+            wait_until(lambda: table_exists(superuser), timeout=10, what="the demo's job table")
+            for clear in ((), ("--clear",)):
+                locked = run_cli("fault", "pipeline", "job-table-locked", *clear, "--control", control)
+                assert locked.returncode == 0, locked.stderr

@@ -83,7 +83,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pipeline-dsn",
         help=f"PostgreSQL DSN of the job table the simulated pipeline writes (or ${PIPELINE_DSN_ENV}); "
-        "without it only the pipeline's API is simulated",
+        "without it only the pipeline's API is simulated and its job and database faults are refused",
     )
     parser.add_argument(
         "--otlp-endpoint",
@@ -290,7 +290,7 @@ def faults(argv: list[str]) -> int:
     for row in rows if isinstance(rows, list) else []:
         state = "ON " if row["active"] else "off"
         alerts = ", ".join(f"{a['alert']} ({a['severity']})" for a in row["alerts"]) or "-"
-        print(f"  {state} {row['system']:<16} {row['fault']:<16} {row['description']}  [trips: {alerts}]")
+        print(f"  {state} {row['system']:<16} {row['fault']:<20} {row['description']}  [trips: {alerts}]")
     return 0
 
 

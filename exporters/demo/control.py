@@ -4,6 +4,9 @@ GET    /faults                          every fault with its state and the alert
 POST   /fault?system=SYSTEM&fault=FAULT turn a fault on
 DELETE /fault?system=SYSTEM&fault=FAULT turn it off
 GET    /systems                         the /metrics URL of every simulated system
+
+A fault that cannot be turned on or off (a database fault without --pipeline-dsn, a role without the
+privilege it needs) answers 409, 403 or 503 with {"error": ...}, and its state stays as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import parse_qs
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporters.demo.faults import FAULT_ALERTS, FAULTS
-from exporters.demo.system import Response, SimulatedSystem
+from exporters.demo.system import FaultError, Response, SimulatedSystem
 from exporters.web import MetricsServer, serve
 
 
@@ -117,7 +120,11 @@ class Control:
         if system not in self.systems:
             return _json(409, {"error": f"system {system!r} is not running in this demo"})
         active = method == "POST"
-        self.systems[system].set_fault(fault, active)
+        try:
+            self.systems[system].set_fault(fault, active)
+        except FaultError as err:
+            action = "inject" if active else "clear"
+            return _json(err.status, {"error": f"cannot {action} {system} {fault}: {err}"})
         if fault == "down" and self.systems[system].stops_when_down:
             if active:
                 self.servers[system].stop()

@@ -33,7 +33,11 @@ FAULTS: dict[str, dict[str, str]] = {
         "very-slow-jobs": "jobs take ~65 s (above the old 45 s)",
         "job-failures": "60% of jobs fail",
         "concurrency": "8 jobs run at once (5 validated)",
+        "concurrency-critical": "12 jobs run at once (10 ever load-tested)",
         "workers-down": "workers stop taking jobs; the queue waits",
+        "db-connections": "idle sessions push connections in use past 90% of max_connections (~93%)",
+        "job-table-locked": "a transaction holds ACCESS EXCLUSIVE on the job table; reads time out",
+        "db-down": "the pipeline database refuses connections; its sessions are ended",
         "down": "the API server's /health answers 503",
     },
     "tmux": {
@@ -49,6 +53,9 @@ FAULTS: dict[str, dict[str, str]] = {
     },
 }
 
+# Every pipeline fault but 'down' needs the job table's database (--pipeline-dsn); without it the control
+# endpoint refuses to inject them.
+#
 # (system, fault) -> the catalogue alerts, as (alert name, severity), that the fault is meant to trip.
 # tests/test_demo.py turns each fault on and checks every listed alert's expression.
 FAULT_ALERTS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
@@ -74,7 +81,14 @@ FAULT_ALERTS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("pipeline", "very-slow-jobs"): (("PipelineJobsSlow", "warning"), ("PipelineJobsSlow", "critical")),
     ("pipeline", "job-failures"): (("PipelineJobSuccessBudgetBurn", "critical"),),
     ("pipeline", "concurrency"): (("PipelineConcurrencyHigh", "warning"),),
+    ("pipeline", "concurrency-critical"): (
+        ("PipelineConcurrencyHigh", "warning"),
+        ("PipelineConcurrencyHigh", "critical"),
+    ),
     ("pipeline", "workers-down"): (("PipelineWorkersDown", "critical"),),
+    ("pipeline", "db-connections"): (("PipelinePostgresConnectionsHigh", "warning"),),
+    ("pipeline", "job-table-locked"): (("PipelineJobExporterDown", "warning"),),
+    ("pipeline", "db-down"): (("PipelinePostgresDown", "critical"), ("PipelineJobExporterDown", "warning")),
     ("pipeline", "down"): (("PipelineApiDown", "critical"),),
     ("tmux", "slow-cycles"): (("TmuxMonitorCycleSlow", "warning"),),
     ("tmux", "cpu"): (("TmuxMonitorCpuHigh", "warning"),),
@@ -99,5 +113,5 @@ def describe() -> str:
             alerts = ", ".join(
                 f"{name} ({severity})" for name, severity in FAULT_ALERTS.get((system, fault), ())
             )
-            lines.append(f"  {system:<16} {fault:<16} {what}  [trips: {alerts or '-'}]")
+            lines.append(f"  {system:<16} {fault:<20} {what}  [trips: {alerts or '-'}]")
     return "\n".join(lines)

@@ -4,6 +4,8 @@ With a DSN, a feeder keeps a few jobs queued in the reference table (exporters/j
 workers claim them (FOR UPDATE SKIP LOCKED), "process" them and mark them succeeded or failed, so that
 `redline exporter jobs` measures real rows. Durations are simulated seconds; with --time-scale K a job
 of D simulated seconds takes D/K real seconds and its row records D (started_at is set back at finish).
+A worker that loses its connection mid-job reconnects and finishes that job, so no row stays 'running'.
+The faults on the database itself (locked table, connections, database down) live in database.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import psycopg
 
-from exporters.demo.system import SimulatedSystem
+from exporters.demo.database import DatabaseFaults
+from exporters.demo.system import FaultError, SimulatedSystem
 from exporters.instrument import Instrumentation
 
 log = logging.getLogger("redline.demo.pipeline")
@@ -23,7 +26,10 @@ log = logging.getLogger("redline.demo.pipeline")
 SCHEMA_FILE = "schema.sql"
 WORKERS = 4  # validated concurrency is 5
 WORKERS_UNDER_TEST = 8  # the 'concurrency' fault runs more jobs at once than validated
-MAX_WORKERS = max(WORKERS, WORKERS_UNDER_TEST)
+WORKERS_CRITICAL = 12  # 'concurrency-critical': more than the 10 ever load-tested
+MAX_WORKERS = max(WORKERS, WORKERS_UNDER_TEST, WORKERS_CRITICAL)
+# Every fault but 'down' acts on the job table or its database, so needs --pipeline-dsn.
+API_FAULTS = ("down",)
 CLAIM = """
 UPDATE jobs SET state = 'running', started_at = now()
 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY enqueued_at, id
@@ -47,7 +53,8 @@ def reference_schema() -> str:
 class Pipeline(SimulatedSystem):
     """API server (/health, RED metrics) and, with a DSN, workers over the job table.
 
-    Faults: slow-jobs, very-slow-jobs, job-failures, concurrency, workers-down, down (/health 503).
+    Faults: slow-jobs, very-slow-jobs, job-failures, concurrency, concurrency-critical, workers-down,
+    db-connections, job-table-locked, db-down (these need the DSN), down (/health 503).
     """
 
     name = "pipeline"
@@ -71,6 +78,27 @@ class Pipeline(SimulatedSystem):
         self._table_ready = threading.Event()  # workers start after the feeder has set the table up
         self._threads: list[threading.Thread] = []
         self._last_error_log = 0.0
+        self.db = DatabaseFaults(dsn) if dsn else None
+
+    def set_fault(self, fault: str, active: bool) -> None:
+        """Faults on the database act on it first; without a DSN only 'down' can be injected."""
+        if fault not in API_FAULTS:
+            if self.db is None:
+                if active:
+                    raise FaultError(
+                        f"fault {fault!r} needs the job table: this demo runs without a database; "
+                        "start it with --pipeline-dsn (or $REDLINE_DEMO_PIPELINE_DSN)",
+                        409,
+                    )
+            else:
+                actions = {
+                    "db-connections": (self.db.fill_connections, self.db.release_connections),
+                    "job-table-locked": (self.db.lock_table, self.db.unlock_table),
+                    "db-down": (self.db.refuse_connections, self.db.allow_connections),
+                }
+                if fault in actions:
+                    actions[fault][0 if active else 1]()
+        super().set_fault(fault, active)
 
     # Job durations in simulated seconds: the documented 25 s average, 45 s before optimisation.
     def job_seconds(self) -> float:
@@ -86,6 +114,8 @@ class Pipeline(SimulatedSystem):
     def active_workers(self) -> int:
         if self.faulty("workers-down"):
             return 0
+        if self.faulty("concurrency-critical"):
+            return WORKERS_CRITICAL
         return WORKERS_UNDER_TEST if self.faulty("concurrency") else WORKERS
 
     def tick(self, seconds: float) -> None:
@@ -108,15 +138,20 @@ class Pipeline(SimulatedSystem):
             thread.start()
 
     def stop(self) -> None:
+        if self.db is not None:
+            self.db.clear_all()  # release locks and sessions, and let the database accept connections
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads = []
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(
+        conn = psycopg.connect(
             self.dsn or "", autocommit=True, connect_timeout=3, application_name="redline-demo"
         )
+        if self.db is not None:
+            self.db.learn(conn)
+        return conn
 
     def _log_db_error(self, err: Exception) -> None:
         now = time.monotonic()
@@ -157,29 +192,34 @@ class Pipeline(SimulatedSystem):
 
     def _work(self, index: int) -> None:
         conn: psycopg.Connection | None = None
+        finish: tuple | None = None  # FINISH parameters of the claimed job, until its row is updated
         while not self._stop.is_set():
-            if index >= self.active_workers() or not self._table_ready.is_set():
-                self._stop.wait(0.1)
-                continue
             try:
-                if conn is None or conn.closed:
-                    conn = self._connect()
-                row = conn.execute(CLAIM).fetchone()
-                if row is None:
-                    self._stop.wait(0.1)
-                    continue
-                seconds = self.job_seconds()
-                failed = self.job_fails()
-                self._stop.wait(seconds / self.time_scale)
-                conn.execute(
-                    FINISH,
-                    (
+                if finish is None:
+                    if index >= self.active_workers() or not self._table_ready.is_set():
+                        self._stop.wait(0.1)
+                        continue
+                    if conn is None or conn.closed:
+                        conn = self._connect()
+                    row = conn.execute(CLAIM).fetchone()
+                    if row is None:
+                        self._stop.wait(0.1)
+                        continue
+                    seconds = self.job_seconds()
+                    failed = self.job_fails()
+                    finish = (
                         "failed" if failed else "succeeded",
                         seconds,
                         "simulated failure" if failed else None,
                         row[0],
-                    ),
-                )
+                    )
+                    self._stop.wait(seconds / self.time_scale)
+                # Kept until it succeeds: after a lost connection the worker reconnects and finishes the
+                # job it holds (else the row would stay 'running' and count as in progress forever).
+                if conn is None or conn.closed:
+                    conn = self._connect()
+                conn.execute(FINISH, finish)
+                finish = None
             except psycopg.Error as err:
                 self._log_db_error(err)
                 if conn is not None:

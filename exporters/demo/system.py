@@ -10,6 +10,14 @@ from prometheus_client import CollectorRegistry
 Response = tuple[int, str, bytes]
 
 
+class FaultError(Exception):
+    """A fault could not be turned on or off; the control endpoint answers `status` with the message."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class SimulatedSystem:
     """Base of the simulated systems. Subclasses register metrics and implement `tick(seconds)`.
 
@@ -31,7 +39,7 @@ class SimulatedSystem:
         self._lock = threading.Lock()
 
     def set_fault(self, fault: str, active: bool) -> None:
-        """Turn a fault on or off."""
+        """Turn a fault on or off. Raises FaultError when that is impossible (the state stays as it was)."""
         with self._lock:
             if active:
                 self._faults.add(fault)
