@@ -4,14 +4,19 @@
 
 Scrapes are interleaved (ours, node_exporter's, ours, ...) so both see the same machine state. Reported:
 scrape wall time p50/p99, CPU seconds per scrape (the exporter process's user+system time over the run
-divided by the scrapes), RSS after the run, and series per scrape. Then the OTLP bridge exports a registry
-of N series to a real vmagent; reported is the CPU time of the exporting process per export.
-Not a test: prints a Markdown table for bench/README.md.
+divided by the scrapes), RSS after the run, and series per scrape. Two passes over the same processes: plain
+scrapes (urllib: a new connection each, no Accept header, no gzip), then Prometheus-style scrapes (one
+kept-alive connection per target, Prometheus 3's Accept header, gzip). Then the OTLP bridge exports a
+registry of N series to a real vmagent; reported is the CPU time of the exporting process per export.
+Not a test: prints Markdown tables for bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
+import http.client
 import os
 import shutil
 import socket
@@ -20,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -32,6 +39,13 @@ sys.path.insert(0, str(ROOT))
 from exporters.otlp_bridge import OtlpBridge, count_points  # noqa: E402
 
 NODE_COLLECTORS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname")
+# What Prometheus 3.x sends with its default scrape_protocols.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+    "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+Scrape = Callable[[], tuple[float, int]]
 
 
 def tool(name: str) -> str:
@@ -59,13 +73,37 @@ def wait_ready(url: str, timeout: float = 30) -> None:
     sys.exit(f"{url} did not become ready")
 
 
+def count_series(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
 def scrape(url: str) -> tuple[float, int]:
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=10) as resp:
         body = resp.read()
     elapsed = time.perf_counter() - started
-    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    return elapsed, series
+    return elapsed, count_series(body)
+
+
+def prometheus_style(url: str) -> Scrape:
+    """Scrapes like Prometheus: one kept-alive connection, its Accept header, gzip."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+
+    def scrape_once() -> tuple[float, int]:
+        started = time.perf_counter()
+        connection.request("GET", parts.path, headers=headers)
+        resp = connection.getresponse()
+        body = resp.read()
+        elapsed = time.perf_counter() - started
+        if resp.status != 200:
+            sys.exit(f"{url}: HTTP {resp.status}")
+        if resp.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return elapsed, count_series(body)
+
+    return scrape_once
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -92,7 +130,33 @@ def start_vmagent(tmp: str) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/opentelemetry/v1/metrics"
 
 
-def bench_scrapes(scrapes: int, otlp_url: str) -> list[dict]:
+def measure(targets: Mapping[str, tuple[subprocess.Popen, Scrape]], scrapes: int) -> list[dict]:
+    """Warm up, then scrape the targets interleaved; per target: latency, CPU per scrape, RSS, series."""
+    for _, scrape_once in targets.values():
+        for _ in range(20):  # warm-up: caches, lazy imports, Go runtime
+            scrape_once()
+    before = {name: cpu_seconds(psutil.Process(proc.pid)) for name, (proc, _) in targets.items()}
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    series: dict[str, int] = {}
+    for _ in range(scrapes):
+        for name, (_, scrape_once) in targets.items():
+            elapsed, series[name] = scrape_once()
+            times[name].append(elapsed)
+    results = []
+    for name, (proc, _) in targets.items():
+        p = psutil.Process(proc.pid)
+        results.append({
+            "name": name,
+            "p50_ms": statistics.median(times[name]) * 1000,
+            "p99_ms": percentile(times[name], 0.99) * 1000,
+            "cpu_ms_per_scrape": (cpu_seconds(p) - before[name]) / scrapes * 1000,
+            "rss_mb": p.memory_info().rss / 2**20,
+            "series": series[name],
+        })  # fmt: skip
+    return results
+
+
+def bench_scrapes(scrapes: int, otlp_url: str) -> tuple[list[dict], list[dict]]:
     ours = [sys.executable, "-m", "redline.cli", "exporter", "host", "--listen", "127.0.0.1:{port}"]
     targets = {
         "redline host exporter": ours,
@@ -116,28 +180,9 @@ def bench_scrapes(scrapes: int, otlp_url: str) -> list[dict]:
             running[name] = (proc, f"http://127.0.0.1:{port}/metrics")
         for _, url in running.values():
             wait_ready(url)
-        for _, url in running.values():
-            for _ in range(20):  # warm-up: caches, lazy imports, Go runtime
-                scrape(url)
-        before = {name: cpu_seconds(psutil.Process(proc.pid)) for name, (proc, _) in running.items()}
-        times: dict[str, list[float]] = {name: [] for name in running}
-        series: dict[str, int] = {}
-        for _ in range(scrapes):
-            for name, (_, url) in running.items():
-                elapsed, series[name] = scrape(url)
-                times[name].append(elapsed)
-        results = []
-        for name, (proc, _) in running.items():
-            p = psutil.Process(proc.pid)
-            results.append({
-                "name": name,
-                "p50_ms": statistics.median(times[name]) * 1000,
-                "p99_ms": percentile(times[name], 0.99) * 1000,
-                "cpu_ms_per_scrape": (cpu_seconds(p) - before[name]) / scrapes * 1000,
-                "rss_mb": p.memory_info().rss / 2**20,
-                "series": series[name],
-            })  # fmt: skip
-        return results
+        plain = {name: (proc, functools.partial(scrape, url)) for name, (proc, url) in running.items()}
+        prometheus = {name: (proc, prometheus_style(url)) for name, (proc, url) in running.items()}
+        return measure(plain, scrapes), measure(prometheus, scrapes)
     finally:
         for proc, _ in running.values():
             proc.terminate()
@@ -199,21 +244,25 @@ def main() -> int:
     args = parser.parse_args()
     memory = psutil.virtual_memory().total / 2**30
     print(f"machine: {os.cpu_count()} CPUs, {memory:.1f} GiB, Python {sys.version.split()[0]}")
-    print(f"\n{args.scrapes} scrapes each, interleaved\n")
-    print("| exporter | scrape p50 | scrape p99 | CPU per scrape | RSS | series |")
-    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         vmagent, otlp_url = start_vmagent(tmp)
         try:
-            results = bench_scrapes(args.scrapes, otlp_url)
+            plain, prometheus = bench_scrapes(args.scrapes, otlp_url)
         finally:
             vmagent.terminate()
             vmagent.wait(timeout=10)
-    for r in results:
-        print(
-            f"| {r['name']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['cpu_ms_per_scrape']:.2f} ms "
-            f"| {r['rss_mb']:.1f} MB | {r['series']} |"
-        )
+    for title, results in [
+        ("plain scrapes (urllib: new connection, no Accept header, no gzip)", plain),
+        ("Prometheus-style scrapes (kept-alive connection, Prometheus 3 Accept header, gzip)", prometheus),
+    ]:
+        print(f"\n{args.scrapes} {title}, interleaved\n")
+        print("| exporter | scrape p50 | scrape p99 | CPU per scrape | RSS | series |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            print(
+                f"| {r['name']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms "
+                f"| {r['cpu_ms_per_scrape']:.2f} ms | {r['rss_mb']:.1f} MB | {r['series']} |"
+            )
     o = bench_otlp(args.otlp_series, args.otlp_runs)
     print(f"\nOTLP export of {o['series']} series (http/protobuf to vmagent), {args.otlp_runs} runs\n")
     print("| step | CPU time p50 | CPU time max |")

@@ -16,23 +16,34 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import gzip
 import hashlib
 import html
+import io
 import ipaddress
 import logging
+import queue
+import re
 import socket
+import socketserver
 import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from urllib.parse import parse_qs, unquote
 
 import bcrypt
 import yaml
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,9 @@ _CLIENT_AUTH = {
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
 _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+_MAX_BODY = 1 << 20  # routes take small requests; a larger body is refused
+_PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")  # the same in every escaping scheme
+_GZIP_LEVEL = 6  # Go's (node_exporter's) default; prometheus_client uses 9 for ~1% smaller bodies
 
 
 class WebConfigError(ValueError):
@@ -205,13 +219,120 @@ class _BasicAuth:
         return ok
 
 
+class _Exposition:
+    """prometheus_client's text 0.0.4 and OpenMetrics 1.0.0 output, byte for byte, with less work per scrape.
+
+    Plain counter and gauge families (legacy names, no unit, timestamps, exemplars or native histograms;
+    everything the host exporter produces) are formatted here, and the `name{labels} ` prefix of each series
+    is computed once and reused on later scrapes. Any other family is formatted by prometheus_client itself.
+    """
+
+    _MAX_CACHED = 50_000  # label values that churn (ids, paths) cannot grow the cache without bound
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple, str] = {}
+        self._headers: dict[tuple, str] = {}
+
+    def text(self, registry: Collector) -> bytes:
+        return self._render(registry, None)
+
+    def openmetrics(self, registry: Collector, escaping: str) -> bytes:
+        return self._render(registry, escaping)
+
+    def _render(self, registry: Collector, om_escaping: str | None) -> bytes:
+        out: list[str] = []
+        for metric in registry.collect():
+            lines = self._plain_lines(metric)
+            if lines is None:
+                out.append(self._by_prometheus_client(metric, om_escaping))
+            else:
+                out.append(self._header(metric, om_escaping is not None))
+                out.extend(lines)
+        if om_escaping is not None:
+            out.append("# EOF\n")
+        return "".join(out).encode("utf-8")
+
+    def _plain_lines(self, metric: Metric) -> list[str] | None:
+        """The sample lines of a plain counter or gauge (the same in both formats), else None."""
+        if metric.type not in ("counter", "gauge") or metric.unit or not _PLAIN_NAME.match(metric.name):
+            return None
+        name = metric.name + "_total" if metric.type == "counter" else metric.name
+        prefixes = self._prefixes
+        lines = []
+        for s in metric.samples:
+            if s.name != name or s.timestamp is not None or s.exemplar is not None or s.native_histogram:
+                return None
+            key = (name, *s.labels.items())
+            prefix = prefixes.get(key)
+            if prefix is None:
+                if not all(_PLAIN_NAME.match(k) and not k.startswith("__") for k in s.labels):
+                    return None
+                if len(prefixes) >= self._MAX_CACHED:
+                    prefixes.clear()
+                prefix = prefixes[key] = _series_prefix(name, s.labels)
+            lines.append(f"{prefix}{floatToGoString(s.value)}\n")
+        return lines
+
+    def _header(self, metric: Metric, openmetrics: bool) -> str:
+        key = (openmetrics, metric.name, metric.type, metric.documentation)
+        header = self._headers.get(key)
+        if header is None:
+            doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            if openmetrics:
+                name = metric.name
+                doc = doc.replace('"', r"\"")
+            else:
+                name = metric.name + "_total" if metric.type == "counter" else metric.name
+            if len(self._headers) >= self._MAX_CACHED:
+                self._headers.clear()
+            header = self._headers[key] = f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n"
+        return header
+
+    @staticmethod
+    def _by_prometheus_client(metric: Metric, om_escaping: str | None) -> str:
+        one = _Families([metric])
+        if om_escaping is None:
+            return generate_latest(one).decode("utf-8")
+        text = openmetrics.generate_latest(one, escaping=om_escaping, version="1.0.0").decode("utf-8")
+        return text.removesuffix("# EOF\n")
+
+
+class _Families:
+    """A collector that yields families already collected."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _series_prefix(name: str, labels: dict[str, str]) -> str:
+    if not labels:
+        return f"{name} "
+    pairs = ",".join(
+        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\""))
+        for k, v in sorted(labels.items())
+    )
+    return f"{name}{{{pairs}}} "
+
+
+# Content types choose_encoder() picks that _Exposition renders itself (anything else: prometheus_client).
+_OPENMETRICS_ESCAPING = {
+    openmetrics.CONTENT_TYPE_LATEST: openmetrics.UNDERSCORES,
+    f"{openmetrics.CONTENT_TYPE_LATEST}; escaping={openmetrics.UNDERSCORES}": openmetrics.UNDERSCORES,
+    f"{openmetrics.CONTENT_TYPE_LATEST}; escaping={openmetrics.ALLOWUTF8}": openmetrics.ALLOWUTF8,
+}
+
+
 class _App:
     """WSGI app: auth check, then /metrics, extra routes, / and /-/healthy."""
 
     def __init__(
         self, registry: CollectorRegistry, routes: dict[str, Handler], auth: _BasicAuth | None
     ) -> None:
-        self._metrics = make_wsgi_app(registry)
+        self._registry = registry
+        self._exposition = _Exposition()
         self._routes = routes
         self._auth = auth
 
@@ -240,6 +361,35 @@ class _App:
             return _respond(start_response, 200, "text/html; charset=utf-8", self._landing_page())
         return _respond(start_response, 404, "text/plain; charset=utf-8", b"Not Found\n")
 
+    def _metrics(self, environ: dict, start_response: Callable) -> list[bytes]:
+        """What prometheus_client's make_wsgi_app answers, with the exposition from _Exposition."""
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            start_response("200 OK", [("Allow", "OPTIONS,GET")])
+            return [b""]
+        if method != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "OPTIONS,GET")])
+            return [f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()]
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        registry: Collector = self._registry
+        query = environ.get("QUERY_STRING", "")
+        if query:
+            params = parse_qs(query)
+            if "name[]" in params:
+                registry = self._registry.restricted_registry(params["name[]"])
+        if content_type == CONTENT_TYPE_PLAIN_0_0_4:
+            output = self._exposition.text(registry)
+        elif content_type in _OPENMETRICS_ESCAPING:
+            output = self._exposition.openmetrics(registry, _OPENMETRICS_ESCAPING[content_type])
+        else:
+            output = encoder(registry)
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            output = gzip.compress(output, compresslevel=_GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [output]
+
     def _landing_page(self) -> bytes:
         links = "".join(
             f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>'
@@ -258,34 +408,169 @@ def _respond(
     return [body]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 30  # a client that stalls mid-request does not hold a thread forever
+class _Handler(BaseHTTPRequestHandler):
+    """Runs the WSGI app for each request on a connection.
+
+    HTTP/1.1 keep-alive, so Prometheus reuses its connection between scrapes; every response goes out in
+    one write (separate header and body writes would meet Nagle's algorithm and delayed ACKs).
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle or stalled client does not hold a worker forever
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def _run_app(self) -> None:
+        path, _, query = self.path.partition("?")
+        body = self._read_body()
+        if body is None:
+            return
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": unquote(path, "iso-8859-1"),
+            "QUERY_STRING": query,
+            "SERVER_NAME": self.server.host,
+            "SERVER_PORT": str(self.server.port),
+            "SERVER_PROTOCOL": self.request_version,
+            "REMOTE_ADDR": self.client_address[0],
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)) if body else "",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": self.server.url_scheme,
+        }
+        for name, value in self.headers.items():
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                environ[key] = f"{environ[key]},{value}" if key in environ else value
+        response: list[str] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            response[:] = [status, *(f"{name}: {value}" for name, value in headers)]
+
+        try:
+            payload = b"".join(self.server.app(environ, start_response))
+        except Exception:
+            log.exception("%s %s failed", self.command, path)
+            payload = b"internal error\n"
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
+            self.close_connection = True
+        if self.server.closing:
+            self.close_connection = True
+        status, *header_lines = response
+        if not any(line[:15].lower() == "content-length:" for line in header_lines):
+            header_lines.append(f"Content-Length: {len(payload)}")
+        header_lines.append(f"Date: {self.date_time_string()}")
+        if self.close_connection:
+            header_lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            header_lines.append("Connection: keep-alive")  # the client asked for it
+        head = "\r\n".join([f"{self.protocol_version} {status}", *header_lines, "", ""])
+        self.wfile.write(head.encode("latin-1") + (b"" if self.command == "HEAD" else payload))
+        if log.isEnabledFor(logging.DEBUG):
+            self.log_request(status.partition(" ")[0], len(payload))
+
+    def _read_body(self) -> bytes | None:
+        """The request body (routes may read wsgi.input), or None after answering an unusable one."""
+        if self.headers.get("Transfer-Encoding"):
+            self.send_error(411, "chunked request bodies are not supported; send Content-Length")
+            return None
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit():
+            self.send_error(400, "bad Content-Length")
+            return None
+        if int(length) > _MAX_BODY:
+            self.send_error(413, f"request body over {_MAX_BODY} bytes")
+            return None
+        return self.rfile.read(int(length)) if int(length) else b""
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _run_app
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _Server(socketserver.TCPServer):
+    """Accepts connections on one thread and hands each to a persistent worker thread.
+
+    A new worker is started only when every worker is busy (so a slow client never blocks another one,
+    as with a thread per connection, but without starting a thread per scrape). At most
+    `max_idle_workers` wait for the next connection; the others exit.
+    """
+
     allow_reuse_address = True
+    max_idle_workers = 4
+
+    def __init__(self, address: tuple[str, int], app: Callable, family: socket.AddressFamily) -> None:
+        self.address_family = family
+        super().__init__(address, _Handler)
+        self.app = app
+        self.url_scheme = "http"
+        sockname = self.socket.getsockname()
+        self.host: str = sockname[0]
+        self.port: int = int(sockname[1])
+        self.closing = False
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._connections: queue.SimpleQueue[tuple[Any, Any] | None] = queue.SimpleQueue()
+        self._open: set[Any] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if self.closing:
+                super().shutdown_request(request)
+                return
+            self._open.add(request)
+            start_worker = self._idle == 0
+            if not start_worker:
+                self._idle -= 1
+        self._connections.put((request, client_address))
+        if start_worker:
+            threading.Thread(target=self._work, name="metrics-http-worker", daemon=True).start()
+
+    def _work(self) -> None:
+        while (item := self._connections.get()) is not None:
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+            with self._lock:
+                if self.closing or self._idle >= self.max_idle_workers:
+                    return
+                self._idle += 1
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket, let idle workers exit and cut kept-alive connections."""
+        super().server_close()
+        with self._lock:
+            self.closing = True
+            idle, self._idle = self._idle, 0
+            still_open = list(self._open)
+        for _ in range(idle):
+            self._connections.put(None)
+        for request in still_open:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # TLS handshake failures and client disconnects are the client's problem, not ours.
         log.debug("request from %s failed", client_address, exc_info=True)
 
 
-class _ThreadingServer6(_ThreadingServer):
-    address_family = socket.AF_INET6
-
-
 class MetricsServer:
     """A running exporter HTTP server (daemon thread). `url` is the base URL, e.g. http://127.0.0.1:9110."""
 
-    def __init__(self, httpd: WSGIServer, tls: bool) -> None:
+    def __init__(self, httpd: _Server, tls: bool) -> None:
         self._httpd = httpd
-        sockname = httpd.socket.getsockname()
-        self.host: str = sockname[0]
-        self.port: int = int(sockname[1])
+        self.host: str = httpd.host
+        self.port: int = httpd.port
         host_for_url = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{'https' if tls else 'http'}://{host_for_url}:{self.port}"
         self.metrics_url = f"{self.url}/metrics"
@@ -293,7 +578,7 @@ class MetricsServer:
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop serving and close the listening socket."""
+        """Stop serving, close the listening socket and any kept-alive connections."""
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -313,11 +598,11 @@ def serve(
     host, port = parse_listen(listen)
     config = load_web_config(web_config) if web_config else WebConfig()
     app = _App(registry, dict(routes or {}), _BasicAuth(config.users) if config.users else None)
-    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
-    httpd = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    httpd = _Server((host, port), app, socket.AF_INET6 if ":" in host else socket.AF_INET)
     if config.ssl_context is not None:
-        # Handshake lazily in the request thread, so a slow client cannot block accept().
+        # Handshake lazily in the worker thread, so a slow client cannot block accept().
         httpd.socket = config.ssl_context.wrap_socket(
             httpd.socket, server_side=True, do_handshake_on_connect=False
         )
+        httpd.url_scheme = "https"
     return MetricsServer(httpd, tls=config.ssl_context is not None)

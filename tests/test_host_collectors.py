@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from support import http_get
 
-from exporters.host.collectors import ProcessGroupCollector, build_registry
+from exporters.host.collectors import IsolatedCollectors, ProcessGroupCollector, build_registry
 from exporters.host.config import ConfigError, HostConfig, load_config, parse_config
 from exporters.host.main import main as host_main
 from exporters.web import serve
@@ -99,6 +99,65 @@ def test_concurrent_scrapes_share_a_slow_collector_run() -> None:
         assert samples[("node_scrape_collector_success", (("collector", "slow"),))] == 1
         assert samples[("node_slow_value", ())] == 7
     assert len(calls) < 3, "concurrent scrapes joined the run in flight"
+
+
+def _collector_workers() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "collector-worker")
+
+
+def test_a_hung_collector_first_in_line_holds_up_the_others_only_briefly() -> None:
+    """Collectors share a worker in turn; one stuck in front hands the rest to another worker."""
+    release = threading.Event()
+    ran_at: list[float] = []
+
+    def hang() -> list:
+        release.wait(60)
+        return []
+
+    def quick() -> list:
+        ran_at.append(time.monotonic())
+        return [GaugeMetricFamily("node_quick", "Quick.", value=1)]
+
+    before = _collector_workers()
+    isolated = IsolatedCollectors({"hang": hang, "quick": quick}, timeout_seconds=1.0)
+    try:
+        for attempt in range(4):
+            started = time.monotonic()
+            samples = {
+                (s.name, tuple(s.labels.items())): s.value for m in isolated.collect() for s in m.samples
+            }
+            took = time.monotonic() - started
+            assert samples[("node_quick", ())] == 1
+            assert samples[("node_scrape_collector_success", (("collector", "quick"),))] == 1
+            assert samples[("node_scrape_collector_success", (("collector", "hang"),))] == 0
+            assert took < 3.0, f"scrape {attempt} took {took:.1f}s with a 1s budget"
+            if attempt == 0:
+                assert took >= 1.0, "the scrape waited for the hung collector up to its budget"
+                assert ran_at[0] - started < 0.5, "quick ran soon after hang blocked its worker"
+        # one thread stuck in hang, one for the rest, however many scrapes
+        assert _collector_workers() - before <= 2
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while _collector_workers() - before > isolated.max_idle_workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _collector_workers() - before <= isolated.max_idle_workers, "spare workers exit when idle"
+
+
+def test_all_collectors_of_a_scrape_run_on_one_worker() -> None:
+    threads: set[str] = set()
+
+    def record() -> list:
+        threads.add(str(threading.get_ident()))
+        return []
+
+    before = _collector_workers()
+    isolated = IsolatedCollectors({f"c{i}": record for i in range(9)}, timeout_seconds=5)
+    for _ in range(20):
+        families = list(isolated.collect())
+        assert {s.value for s in families[-1].samples} == {1.0}  # node_scrape_collector_success
+    assert len(threads) == 1, "every run of every scrape on the same worker thread"
+    assert _collector_workers() - before <= 1
 
 
 # ---- named process groups on real processes ------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import http.client
 import socket
 import ssl
 import subprocess
@@ -12,7 +14,18 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    Summary,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from support import free_port, prom_query, running, tool, wait_until
 
 from exporters.web import WebConfigError, load_web_config, parse_listen, serve
@@ -234,3 +247,157 @@ def test_bad_web_config_names_file_and_field(tmp_path: Path, content: str, messa
 def test_missing_web_config_file(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match="cannot read"):
         load_web_config(str(tmp_path / "absent.yml"))
+
+
+# ---- /metrics exposition and the HTTP/1.1 server ---------------------------------------------------------
+
+
+class _Static:
+    """Families collected once, so two renderings of them can be compared byte for byte."""
+
+    def __init__(self, families: list) -> None:
+        self._families = families
+
+    def collect(self) -> list:
+        return self._families
+
+
+def _awkward_families() -> list:
+    """Every metric type, escaping-sensitive names, label values and docs, timestamps, NaN and 1e22."""
+    source = CollectorRegistry()
+    Counter("c_total", "Counter with _created.", ["a"], registry=source).labels('q"b\\n\n').inc()
+    Gauge("g", 'Doc with "quotes", \\ and\nnewline.', registry=source, unit="bytes").set(float("nan"))
+    Histogram("h_seconds", "Histogram.", ["route"], registry=source).labels("/x").observe(0.3)
+    Summary("s", "Summary.", registry=source).observe(1)
+    Info("i", "Info.", registry=source).info({"version": "1"})
+    Enum("e", "Enum.", states=["a", "b"], registry=source)
+    colon = GaugeMetricFamily("job:rate5m", "Colon in the name.", labels=["x"])
+    colon.add_metric(["1"], 1e22)
+    reserved = GaugeMetricFamily("reserved", "Reserved label name.", labels=["__x"])
+    reserved.add_metric(["v"], 1)
+    stamped = GaugeMetricFamily("stamped", "With a timestamp.", labels=["a"])
+    stamped.add_metric(["v"], 1, timestamp=12.5)
+    plain = CounterMetricFamily("plain", 'Plain "counter".', labels=["b", "a"])
+    plain.add_metric(["2", "1"], 3)
+    plain.add_metric(["x\ny", 'q"'], float("inf"))
+    gauge = GaugeMetricFamily("plain_gauge", "Plain gauge \\ backslash.", value=-0.0)
+    dotted = GaugeMetricFamily("my.dotted", "UTF-8 name.", value=2)
+    return [*source.collect(), colon, reserved, stamped, plain, gauge, dotted]
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,  # curl, urllib, the benchmark
+        "text/plain;version=0.0.4",
+        "application/openmetrics-text",
+        "application/openmetrics-text;version=1.0.0",
+        # Prometheus 2.x and 3.x defaults
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+        "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+        "text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+        "text/plain;version=1.0.0;escaping=allow-utf-8",
+        "application/openmetrics-text;version=1.0.0;escaping=dots",
+    ],
+)
+def test_metrics_are_byte_for_byte_what_prometheus_client_renders(accept: str | None) -> None:
+    families = _awkward_families()
+    registry = CollectorRegistry()
+    registry.register(_Static(families))
+    encoder, content_type = choose_encoder(accept or "")
+    expected = encoder(_Static(families))
+    server = serve(registry, "127.0.0.1:0")
+    try:
+        for _ in range(2):  # the second scrape renders from the cached series prefixes
+            request = urllib.request.Request(server.metrics_url, headers={"Accept": accept} if accept else {})
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                assert resp.headers["Content-Type"] == content_type
+                assert resp.read() == expected
+    finally:
+        server.shutdown()
+
+
+def test_metrics_gzip_name_filter_and_methods(registry: CollectorRegistry) -> None:
+    Gauge("demo_other", "Other.", registry=registry).set(5)
+    server = serve(registry, "127.0.0.1:0")
+    try:
+        request = urllib.request.Request(server.metrics_url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(resp.read()) == generate_latest(registry)
+        _, _, body = _get(server.metrics_url + "?name[]=demo_other")
+        assert "demo_other 5.0" in body and "demo_requests_total" not in body
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=5)
+        connection.request("OPTIONS", "/metrics")
+        response = connection.getresponse()
+        assert (response.status, response.headers["Allow"], response.read()) == (200, "OPTIONS,GET", b"")
+        connection.request("POST", "/metrics", body=b"x=1")
+        response = connection.getresponse()
+        assert response.status == 405 and b"use OPTIONS or GET" in response.read()
+        connection.close()
+    finally:
+        server.shutdown()
+
+
+def test_keep_alive_head_and_request_bodies_keep_the_connection_in_step(registry: CollectorRegistry) -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    def echo(environ: dict) -> tuple[int, str, bytes]:
+        body = environ["wsgi.input"].read()
+        seen.append((environ["REQUEST_METHOD"], body))
+        return 200, "text/plain", b"got " + body
+
+    server = serve(registry, "127.0.0.1:0", routes={"/echo": echo})
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        first = connection.getresponse()
+        assert first.status == 200 and b"demo_requests_total" in first.read()
+        local_port = connection.sock.getsockname()[1]
+        connection.request("HEAD", "/-/healthy")
+        head = connection.getresponse()
+        assert head.status == 200 and head.headers["Content-Length"] == "3" and head.read() == b""
+        connection.request("POST", "/echo", body=b"payload")
+        assert connection.getresponse().read() == b"got payload"
+        connection.request("GET", "/metrics")
+        assert b"demo_requests_total" in connection.getresponse().read()
+        assert connection.sock.getsockname()[1] == local_port, "all four requests on one connection"
+        assert seen == [("POST", b"payload")]
+        # a client that asks to close gets Connection: close
+        connection.request("GET", "/-/healthy", headers={"Connection": "close"})
+        closing = connection.getresponse()
+        assert closing.headers["Connection"] == "close" and closing.read() == b"OK\n"
+    finally:
+        connection.close()
+        server.shutdown()
+
+
+def test_shutdown_closes_kept_alive_connections(registry: CollectorRegistry) -> None:
+    """A stopped exporter (e.g. the demo's 'down' fault) must not keep answering an open connection."""
+    server = serve(registry, "127.0.0.1:0")
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        assert connection.getresponse().read()
+        server.shutdown()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            connection.request("GET", "/metrics")
+            connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def test_a_stalled_client_does_not_block_other_scrapes(registry: CollectorRegistry) -> None:
+    server = serve(registry, "127.0.0.1:0")
+    stalled = [socket.create_connection((server.host, server.port)) for _ in range(3)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        code, _, body = _get(server.metrics_url)
+        assert code == 200 and 'demo_requests_total{code="200"} 3.0' in body
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.shutdown()

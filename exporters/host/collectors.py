@@ -1,23 +1,22 @@
 """Host and named-process collectors with node_exporter's and process-exporter's metric names.
 
 Each collector is a function returning fresh metric families, computed on scrape. IsolatedCollectors runs
-them in parallel, each within a time budget, and reports node_scrape_collector_{success,duration_seconds}
-per collector, so one failing or hanging collector never fails the whole scrape.
+them on persistent worker threads, each within a time budget, and reports
+node_scrape_collector_{success,duration_seconds} per collector, so one failing or hanging collector never
+fails the whole scrape.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
-import queue
 import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import psutil
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -33,63 +32,78 @@ CollectFn = Callable[[], list[Metric]]
 LINUX = sys.platform.startswith("linux")
 
 
-class _CollectorThread:
-    """One daemon thread per collector: a hung collector never blocks the exporter from exiting."""
+class _Run:
+    """One run of one collector; scrapes that ask for the collector while it is in flight share it."""
 
-    def __init__(self, name: str, fn: CollectFn) -> None:
-        self._fn = fn
-        self._requests: queue.SimpleQueue[Future[tuple[list[Metric], float]]] = queue.SimpleQueue()
-        self.current: Future[tuple[list[Metric], float]] | None = None
-        self.started = 0.0
-        threading.Thread(target=self._loop, name=f"collector-{name}", daemon=True).start()
+    __slots__ = ("done", "elapsed", "error", "families", "fn", "submitted")
 
-    def submit(self) -> Future[tuple[list[Metric], float]]:
-        self.current = Future()
-        self.started = time.perf_counter()
-        self._requests.put(self.current)
-        return self.current
-
-    def _loop(self) -> None:
-        while True:
-            future = self._requests.get()
-            started = time.perf_counter()
-            try:
-                families = self._fn()
-            except BaseException as err:
-                future.set_exception(err)
-            else:
-                future.set_result((families, time.perf_counter() - started))
+    def __init__(self, fn: CollectFn, submitted: float) -> None:
+        self.fn = fn
+        self.submitted = submitted
+        self.done = False
+        self.families: list[Metric] = []
+        self.error: BaseException | None = None
+        self.elapsed = 0.0
 
 
 class IsolatedCollectors(Collector):
-    """Runs named collect functions in parallel, each within `timeout_seconds`.
+    """Runs named collect functions on persistent worker threads, each within `timeout_seconds`.
 
-    A collector that raises or overruns its budget is left out of this scrape and reported with
-    node_scrape_collector_success 0. A collector still stuck from an earlier scrape is not started again,
-    so a hung system call costs one thread, not one per scrape. Concurrent scrapes (Prometheus, the OTLP
-    bridge, a curl) share a run that is in flight.
+    A scrape queues its collectors and one idle worker runs them one after another (a single thread
+    handoff per scrape). When a queued collector has waited 50 ms (a tenth of the budget if that is less)
+    behind a slow or hung one and no worker is idle, another worker is started for the rest, so a hung
+    collector delays the others by about that long. A collector that raises or overruns its budget is left
+    out of this scrape and reported with node_scrape_collector_success 0. A collector still stuck from an
+    earlier scrape is not started again, so a hung system call costs one thread, not one per scrape.
+    Concurrent scrapes (Prometheus, the OTLP bridge, a curl) share a run that is in flight. At most
+    `max_idle_workers` finished workers wait for the next scrape; any others exit.
     """
 
+    max_idle_workers = 1
+
     def __init__(self, collectors: dict[str, CollectFn], timeout_seconds: float) -> None:
+        self._collectors = dict(collectors)
         self._timeout = timeout_seconds
-        self._threads = {name: _CollectorThread(name, fn) for name, fn in collectors.items()}
+        self._stall = min(0.05, timeout_seconds / 10)
+        self._latest: dict[str, _Run] = {}
+        self._queue: collections.deque[_Run] = collections.deque()
+        self._idle = 0  # workers not running a collector (waiting, or started and not yet running one)
         self._lock = threading.Lock()
+        self._work_queued = threading.Condition(self._lock)  # workers wait here
+        self._queue_drained = threading.Condition(self._lock)  # scrapes wait here
 
     def describe(self) -> list[Metric]:
         return []  # names are dynamic; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
-        futures: dict[str, Future[tuple[list[Metric], float]] | None] = {}
-        with self._lock:
-            for name, worker in self._threads.items():
-                if worker.current is None or worker.current.done():
-                    futures[name] = worker.submit()
-                elif started - worker.started < self._timeout:
-                    futures[name] = worker.current  # a concurrent scrape (or OTLP export) shares this run
-                else:
-                    futures[name] = None  # still hung from an earlier scrape
         deadline = started + self._timeout
+        runs: dict[str, _Run | None] = {}
+        with self._lock:
+            for name, fn in self._collectors.items():
+                run = self._latest.get(name)
+                if run is None or run.done:
+                    run = self._latest[name] = _Run(fn, started)
+                    self._queue.append(run)
+                elif started - run.submitted >= self._timeout:
+                    run = None  # still hung from an earlier scrape
+                # else: a concurrent scrape (or OTLP export) started this run; share it
+                runs[name] = run
+            if self._queue:
+                self._wake_worker()
+            while any(run is not None and not run.done for run in runs.values()):
+                now = time.perf_counter()
+                if now >= deadline:
+                    break
+                if not self._queue:
+                    self._queue_drained.wait(deadline - now)
+                elif self._idle == 0 and now - self._queue[0].submitted >= self._stall:
+                    self._wake_worker()  # the queue is stuck behind a slow collector
+                else:
+                    self._queue_drained.wait(min(deadline - now, self._stall))
+        yield from self._report(runs, started)
+
+    def _report(self, runs: dict[str, _Run | None], started: float) -> Iterator[Metric]:
         success = GaugeMetricFamily(
             "node_scrape_collector_success",
             "node_exporter: Whether a collector succeeded.",
@@ -100,25 +114,59 @@ class IsolatedCollectors(Collector):
             "node_exporter: Duration of a collector scrape.",
             labels=["collector"],
         )
-        for name, future in futures.items():
+        for name, run in runs.items():
             ok, elapsed = False, 0.0
-            if future is None:
+            if run is None:
                 log.warning("collector %s is still running from an earlier scrape; skipped", name)
+            elif not run.done:
+                elapsed = time.perf_counter() - started
+                log.warning("collector %s exceeded its %.1fs budget; skipped", name, self._timeout)
+            elif run.error is not None:
+                elapsed = run.elapsed
+                log.warning("collector %s failed: %s: %s", name, type(run.error).__name__, run.error)
             else:
-                try:
-                    families, elapsed = future.result(timeout=max(0.0, deadline - time.perf_counter()))
-                    yield from families
-                    ok = True
-                except FutureTimeout:
-                    elapsed = time.perf_counter() - started
-                    log.warning("collector %s exceeded its %.1fs budget; skipped", name, self._timeout)
-                except Exception as err:
-                    elapsed = time.perf_counter() - started
-                    log.warning("collector %s failed: %s: %s", name, type(err).__name__, err)
+                yield from run.families
+                ok, elapsed = True, run.elapsed
             success.add_metric([name], 1.0 if ok else 0.0)
             duration.add_metric([name], elapsed)
         yield duration
         yield success
+
+    def _wake_worker(self) -> None:
+        """Called with the lock held: let an idle worker take the queue, or start one."""
+        if self._idle:
+            self._work_queued.notify()
+        else:
+            threading.Thread(target=self._work, name="collector-worker", daemon=True).start()
+            self._idle += 1  # the new worker cannot take the lock before we release it
+
+    def _work(self) -> None:
+        while (run := self._next_run()) is not None:
+            started = time.perf_counter()
+            try:
+                run.families = list(run.fn())
+            except BaseException as err:  # a collector must never take its worker down
+                run.error = err
+            run.elapsed = time.perf_counter() - started
+            self._finish(run)
+
+    def _next_run(self) -> _Run | None:
+        """The next queued run, waiting for one; None when enough other workers are idle (exit)."""
+        with self._lock:
+            while not self._queue:
+                if self._idle > self.max_idle_workers:
+                    self._idle -= 1
+                    return None
+                self._work_queued.wait()
+            self._idle -= 1
+            return self._queue.popleft()
+
+    def _finish(self, run: _Run) -> None:
+        with self._lock:
+            run.done = True
+            self._idle += 1
+            if not self._queue:  # wake waiting scrapes once per drained queue, not once per collector
+                self._queue_drained.notify_all()
 
 
 # ---- node_exporter-compatible collectors -------------------------------------------------------------
@@ -176,21 +224,36 @@ def collect_meminfo() -> list[Metric]:
     ]
 
 
+# /proc/meminfo key and unit -> (metric name, help, scale); the set of fields does not change at runtime.
+_MEMINFO_FIELDS: dict[tuple[str, str], tuple[str, str, float]] = {}
+
+
+def _meminfo_field(key: str, unit: str) -> tuple[str, str, float]:
+    field = _MEMINFO_FIELDS.get((key, unit))
+    if field is None:
+        name = key.replace("(", "_").replace(")", "")
+        scale = 1.0
+        if unit == "kB":
+            name, scale = f"{name}_bytes", 1024.0
+        field = _MEMINFO_FIELDS[(key, unit)] = (
+            f"node_memory_{name}",
+            f"Memory information field {name}.",
+            scale,
+        )
+    return field
+
+
 def _meminfo_linux() -> list[Metric]:
-    families: list[Metric] = []
     with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            parts = rest.split()
-            if not parts:
-                continue
-            key = key.replace("(", "_").replace(")", "")
-            value = float(parts[0])
-            if len(parts) > 1 and parts[1] == "kB":
-                key, value = f"{key}_bytes", value * 1024
-            families.append(
-                GaugeMetricFamily(f"node_memory_{key}", f"Memory information field {key}.", value=value)
-            )
+        lines = f.read().splitlines()
+    families: list[Metric] = []
+    for line in lines:
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if not parts:
+            continue
+        name, doc, scale = _meminfo_field(key, parts[1] if len(parts) > 1 else "")
+        families.append(GaugeMetricFamily(name, doc, value=float(parts[0]) * scale))
     return families
 
 
@@ -199,24 +262,38 @@ def _unescape_mount(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def _mounts() -> list[tuple[str, str, str, bool]]:
-    """(device, mountpoint, fstype, readonly) for each mount, read like node_exporter does."""
+Mount = tuple[str, str, str, bool]  # device, mountpoint, fstype, readonly
+
+
+def _read_mountinfo() -> str | None:
+    """The mount table as node_exporter reads it (PID 1's view first), or None off Linux."""
     if LINUX:
         for path in ("/proc/1/mountinfo", "/proc/self/mountinfo"):
             try:
                 with open(path) as f:
-                    lines = f.read().splitlines()
+                    return f.read()
             except OSError:
                 continue
-            mounts = []
-            for line in lines:
-                before, _, after = line.partition(" - ")
-                pre, post = before.split(), after.split()
-                if len(pre) < 6 or len(post) < 2:
-                    continue
-                readonly = "ro" in pre[5].split(",")
-                mounts.append((_unescape_mount(post[1]), _unescape_mount(pre[4]), post[0], readonly))
-            return mounts
+    return None
+
+
+def _parse_mountinfo(text: str) -> list[Mount]:
+    mounts = []
+    for line in text.splitlines():
+        before, _, after = line.partition(" - ")
+        pre, post = before.split(), after.split()
+        if len(pre) < 6 or len(post) < 2:
+            continue
+        readonly = "ro" in pre[5].split(",")
+        mounts.append((_unescape_mount(post[1]), _unescape_mount(pre[4]), post[0], readonly))
+    return mounts
+
+
+def _mounts() -> list[Mount]:
+    """(device, mountpoint, fstype, readonly) for each mount, read like node_exporter does."""
+    text = _read_mountinfo()
+    if text is not None:
+        return _parse_mountinfo(text)
     return [
         (p.device, p.mountpoint, p.fstype, "ro" in p.opts.split(","))
         for p in psutil.disk_partitions(all=True)
@@ -225,26 +302,40 @@ def _mounts() -> list[tuple[str, str, str, bool]]:
 
 def make_filesystem_collector(config: HostConfig) -> CollectFn:
     """node_filesystem_{size,free,avail}_bytes, _files, _files_free, _readonly, _device_error."""
+    labels = ["device", "device_error", "fstype", "mountpoint"]
+    names = {
+        "size_bytes": "Filesystem size in bytes.",
+        "free_bytes": "Filesystem free space in bytes.",
+        "avail_bytes": "Filesystem space available to non-root users in bytes.",
+        "files": "Filesystem total file nodes.",
+        "files_free": "Filesystem total free file nodes.",
+        "readonly": "Filesystem read-only status.",
+        "device_error": "Whether an error occurred while getting statistics for the given device.",
+    }
+    # The mount table is read on every scrape; parsing and filtering it again only when its text changed.
+    last: dict[str, list[Mount]] = {}
 
-    def collect_filesystem() -> list[Metric]:
-        labels = ["device", "device_error", "fstype", "mountpoint"]
-        names = {
-            "size_bytes": "Filesystem size in bytes.",
-            "free_bytes": "Filesystem free space in bytes.",
-            "avail_bytes": "Filesystem space available to non-root users in bytes.",
-            "files": "Filesystem total file nodes.",
-            "files_free": "Filesystem total free file nodes.",
-            "readonly": "Filesystem read-only status.",
-            "device_error": "Whether an error occurred while getting statistics for the given device.",
-        }
-        fams = {k: GaugeMetricFamily(f"node_filesystem_{k}", doc, labels=labels) for k, doc in names.items()}
-        seen: set[str] = set()
-        for device, mountpoint, fstype, readonly in _mounts():
+    def reported_mounts() -> list[Mount]:
+        text = _read_mountinfo()
+        if text is not None and text in last:
+            return last[text]
+        reported, seen = [], set()
+        for mount in _parse_mountinfo(text) if text is not None else _mounts():
+            _, mountpoint, fstype, _ = mount
             if mountpoint in seen:  # stacked mounts: node_exporter reports the mount point once
                 continue
             if config.mount_points_exclude.search(mountpoint) or config.fs_types_exclude.search(fstype):
                 continue
             seen.add(mountpoint)
+            reported.append(mount)
+        if text is not None:
+            last.clear()
+            last[text] = reported
+        return reported
+
+    def collect_filesystem() -> list[Metric]:
+        fams = {k: GaugeMetricFamily(f"node_filesystem_{k}", doc, labels=labels) for k, doc in names.items()}
+        for device, mountpoint, fstype, readonly in reported_mounts():
             try:
                 st = os.statvfs(mountpoint)
             except OSError as err:
@@ -264,34 +355,75 @@ def make_filesystem_collector(config: HostConfig) -> CollectFn:
 
 
 _DISK_COUNTERS = (
-    ("reads_completed_total", "The total number of reads completed successfully.", "read_count", 1.0),
-    ("reads_merged_total", "The total number of reads merged.", "read_merged_count", 1.0),
-    ("read_bytes_total", "The total number of bytes read successfully.", "read_bytes", 1.0),
-    ("read_time_seconds_total", "The total number of seconds spent by all reads.", "read_time", 0.001),
-    ("writes_completed_total", "The total number of writes completed successfully.", "write_count", 1.0),
-    ("writes_merged_total", "The number of writes merged.", "write_merged_count", 1.0),
-    ("written_bytes_total", "The total number of bytes written successfully.", "write_bytes", 1.0),
+    # metric suffix, help, psutil field and the scale of its value, /proc/diskstats column
+    ("reads_completed_total", "The total number of reads completed successfully.", "read_count", 1.0, 3),
+    ("reads_merged_total", "The total number of reads merged.", "read_merged_count", 1.0, 4),
+    ("read_bytes_total", "The total number of bytes read successfully.", "read_bytes", 1.0, 5),
+    ("read_time_seconds_total", "The total number of seconds spent by all reads.", "read_time", 0.001, 6),
+    ("writes_completed_total", "The total number of writes completed successfully.", "write_count", 1.0, 7),
+    ("writes_merged_total", "The number of writes merged.", "write_merged_count", 1.0, 8),
+    ("written_bytes_total", "The total number of bytes written successfully.", "write_bytes", 1.0, 9),
     (
         "write_time_seconds_total",
         "This is the total number of seconds spent by all writes.",
         "write_time",
         0.001,
+        10,
     ),
-    ("io_time_seconds_total", "Total seconds spent doing I/Os.", "busy_time", 0.001),
+    ("io_time_seconds_total", "Total seconds spent doing I/Os.", "busy_time", 0.001, 12),
+)
+# /proc/diskstats counts bytes in 512-byte sectors whatever the device (as node_exporter and psutil read it)
+_DISKSTATS_COLUMNS = tuple(
+    (column, scale * 512 if field.endswith("_bytes") else scale)
+    for _, _, field, scale, column in _DISK_COUNTERS
 )
 _DISK_EXCLUDE = re.compile(DEFAULT_DISK_DEVICES_EXCLUDE)
+_disk_excluded: dict[str, bool] = {}  # device name -> excluded (a regex decision, cached per name)
+
+
+def _excluded_disk(device: str) -> bool:
+    excluded = _disk_excluded.get(device)
+    if excluded is None:
+        if len(_disk_excluded) > 4096:  # devices come and go (loop, dm-N); keep the cache bounded
+            _disk_excluded.clear()
+        excluded = _disk_excluded[device] = bool(_DISK_EXCLUDE.search(device))
+    return excluded
+
+
+def _diskstats() -> list[tuple[str, list[float | None]]]:
+    """(device, values in _DISK_COUNTERS order; None where the OS has no such counter) per whole disk."""
+    disks: list[tuple[str, list[float | None]]] = []
+    if LINUX:
+        with open("/proc/diskstats") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            fields = line.split()
+            if (len(fields) == 14 or len(fields) >= 18) and not _excluded_disk(fields[2]):
+                disks.append(
+                    (fields[2], [int(fields[column]) * scale for column, scale in _DISKSTATS_COLUMNS])
+                )
+        return disks
+    for device, counters in (psutil.disk_io_counters(perdisk=True, nowrap=False) or {}).items():
+        if _excluded_disk(device):
+            continue
+        values: list[float | None] = []
+        for _, _, field, scale, _ in _DISK_COUNTERS:
+            value = getattr(counters, field, None)
+            values.append(None if value is None else value * scale)
+        disks.append((device, values))
+    return disks
 
 
 def collect_diskstats() -> list[Metric]:
     """node_disk_* I/O counters per whole disk (partitions, loop and ram devices excluded)."""
-    per_disk = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+    disks = _diskstats()
     families: list[Metric] = []
-    for suffix, doc, field, scale in _DISK_COUNTERS:
+    for i, (suffix, doc, *_) in enumerate(_DISK_COUNTERS):
         fam = CounterMetricFamily(f"node_disk_{suffix}", doc, labels=["device"])
-        for device, counters in per_disk.items():
-            value = getattr(counters, field, None)
-            if value is not None and not _DISK_EXCLUDE.search(device):
-                fam.add_metric([device], value * scale)
+        for device, values in disks:
+            value = values[i]
+            if value is not None:
+                fam.add_metric([device], value)
         if fam.samples:
             families.append(fam)
     return families
