@@ -18,8 +18,6 @@ import functools
 import gzip
 import http.client
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +26,12 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import psutil
+from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from exporters.otlp_bridge import OtlpBridge, count_points  # noqa: E402
+from exporters.otlp_bridge import OtlpBridge, count_points
 
 NODE_COLLECTORS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname")
 # What Prometheus 3.x sends with its default scrape_protocols.
@@ -46,20 +41,6 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
 )
 Scrape = Callable[[], tuple[float, int]]
-
-
-def tool(name: str) -> str:
-    candidate = ROOT / ".tools" / "bin" / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found in .tools/bin or on PATH; run 'make setup'")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, timeout: float = 30) -> None:

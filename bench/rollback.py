@@ -19,8 +19,6 @@ import argparse
 import contextlib
 import io
 import json
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,27 +28,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
 
-from redline import reload  # noqa: E402
+from redline import reload
 
 THRESHOLD_FILE = "thresholds/qerrors.yml"
 OLD, NEW = "value: 0.05\n", "value: 0.1\n"  # thresholds in seconds must be histogram bucket bounds
-
-
-def tool(name: str) -> str:
-    candidate = ROOT / ".tools" / "bin" / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found in .tools/bin or on PATH; run 'make setup'")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def git(repo: Path, *args: str) -> str:

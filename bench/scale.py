@@ -36,25 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
+from prometheus_client import CollectorRegistry, generate_latest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-
-from exporters.instrument import Instrumentation, catalogue_buckets  # noqa: E402
-from exporters.web import serve  # noqa: E402
+from exporters.instrument import Instrumentation, catalogue_buckets
+from exporters.web import serve
 
 WORKERS = 4
 TICK_SECONDS = 0.5
-
-
-def tool(name: str) -> str:
-    candidate = ROOT / ".tools" / "bin" / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found in .tools/bin or on PATH; run 'make setup'")
-    return found
 
 
 def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Connection) -> None:
@@ -144,14 +133,6 @@ def wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
             pass
         time.sleep(0.5)
     sys.exit(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def measure_size(n: int, agents: int, seconds: float) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import argparse
 import glob
 import io
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,6 +32,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from redline import tools
 from redline.stack import StackError, port_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +65,9 @@ class Target:
 
 def find_tool(name: str) -> str:
     """A validator binary: the pinned one in .tools/bin, else PATH."""
-    pinned = ROOT / ".tools" / "bin" / name
-    if pinned.exists():
-        return str(pinned)
-    found = shutil.which(name)
+    found = tools.binary(name)
     if found is None:
-        raise ReloadError(f"{name} not found in {pinned.parent} or on PATH; run 'make setup'")
+        raise ReloadError(f"{name} not found in {tools.BIN_DIR} or on PATH; run 'make setup'")
     return found
 
 

@@ -32,6 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 STACK_COMMANDS = {"up", "down", "status"}
 
 
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _free_port_pair(taken: set[int]) -> int:
     """A free port whose successor is free too (Alertmanager gossips on web port + 1)."""
     for _ in range(200):

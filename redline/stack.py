@@ -31,10 +31,10 @@ from typing import Any
 
 import yaml
 
+from redline import tools
 from redline.ports import PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(os.environ.get("REDLINE_TOOLS_DIR", ROOT / ".tools")) / "bin"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_TIMEOUT_S = 60.0
 
@@ -99,8 +99,8 @@ class Service:
     def missing(self) -> str | None:
         """Why this service cannot run here, or None."""
         for binary in self.binaries:
-            if not (BIN / binary).exists() and shutil.which(binary) is None:
-                return f"{binary} not found in {BIN} or on PATH (run 'make setup')"
+            if tools.binary(binary) is None:
+                return f"{binary} not found in {tools.BIN_DIR} or on PATH (run 'make setup')"
         for module in self.modules:
             if importlib.util.find_spec(module) is None:
                 return f"module {module} not installed"
@@ -108,8 +108,7 @@ class Service:
 
 
 def _binary(name: str) -> str:
-    local = BIN / name
-    return str(local) if local.exists() else (shutil.which(name) or name)
+    return tools.binary(name) or name
 
 
 # HA (redline up --ha): the cluster peer name of each Alertmanager service, and the cluster timings.

@@ -30,6 +30,12 @@ BIN_DIR = TOOLS_DIR / "bin"
 MANIFEST = TOOLS_DIR / "manifest.json"
 
 
+def binary(name: str) -> str | None:
+    """Path of a pinned program: .tools/bin (or REDLINE_TOOLS_DIR/bin) first, then PATH; None if neither."""
+    local = BIN_DIR / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
 class ToolError(Exception):
     """A tool could not be fetched or does not satisfy its pinned version."""
 

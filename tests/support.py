@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,26 +13,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from redline.sandbox import free_port as free_port  # re-exported for the tests
+from redline.tools import binary
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS_BIN = ROOT / ".tools" / "bin"
 
 
 def tool(name: str) -> str:
     """Path of a pinned binary (.tools/bin first, then PATH); fails the test clearly when missing."""
-    candidate = TOOLS_BIN / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise AssertionError(f"{name} not found in {TOOLS_BIN} or on PATH; run 'make setup'")
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    found = binary(name)
+    if found is None:
+        raise AssertionError(f"{name} not found in {TOOLS_BIN} or on PATH; run 'make setup'")
+    return found
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
