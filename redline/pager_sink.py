@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from exporters.web import parse_listen
 from redline.ports import PORTS
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -121,12 +122,12 @@ class SinkServer(ThreadingHTTPServer):
         self.log = log
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """'HOST:PORT' -> (host, port); argparse type."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+def listen_address(value: str) -> tuple[str, int]:
+    """argparse type: HOST:PORT as every redline server reads it (exporters.web.parse_listen)."""
+    try:
+        return parse_listen(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str]) -> int:
@@ -136,7 +137,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--listen",
-        type=parse_listen,
+        type=listen_address,
         default=("127.0.0.1", PORTS["pager-sink"]),
         help=f"HOST:PORT to listen on (default 127.0.0.1:{PORTS['pager-sink']})",
     )

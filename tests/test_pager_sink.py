@@ -91,8 +91,8 @@ def test_appends_across_restarts_and_exits_cleanly_on_sigterm(tmp_path: Path) ->
     ("args", "message"),
     [
         (["--listen=127.0.0.1:9097", "--out=/nonexistent-folder/x.jsonl"], "no folder /nonexistent-folder"),
-        (["--listen=localhost", "--out=x.jsonl"], "expected HOST:PORT, got 'localhost'"),
-        (["--listen=127.0.0.1:99999", "--out=x.jsonl"], "expected HOST:PORT"),
+        (["--listen=localhost", "--out=x.jsonl"], "invalid listen address 'localhost': missing port"),
+        (["--listen=127.0.0.1:99999", "--out=x.jsonl"], "port '99999' is not a number 0-65535"),
         (["--listen=127.0.0.1:9097"], "--out"),
     ],
 )
