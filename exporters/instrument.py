@@ -66,38 +66,34 @@ class RequestTimer:
 class BoundRequest:
     """RED metrics for one (handler, method): `observe(seconds, code)`, `time()`, or as a decorator."""
 
-    __slots__ = (
-        "_count_by_code",
-        "_count_ok",
-        "_counter",
-        "_handler",
-        "_lock",
-        "_method",
-        "_observe_duration",
-    )
+    __slots__ = ("_count_by_code", "_counter", "_handler", "_lock", "_method", "observe")
 
     def __init__(self, counter: Counter, duration: Histogram, handler: str, method: str) -> None:
         self._counter = counter
         self._handler = handler
         self._method = method
-        self._observe_duration = duration.labels(handler=handler, method=method).observe
         self._count_by_code: dict[int | str, Callable[[], None]] = {}
         self._lock = threading.Lock()
-        self._count_ok = self._add_code(200)
+        observe_duration = duration.labels(handler=handler, method=method).observe
+        count_ok = self._add_code(200)
+        count_by_code, add_code = self._count_by_code, self._add_code
+
+        # A closure, not a method: its names are cell lookups and calling it binds no `self` (hot path).
+        def observe(seconds: float, code: int | str = 200) -> None:
+            """Record one finished request."""
+            observe_duration(seconds)
+            if code == 200:  # the common case skips the lookup
+                count_ok()
+            else:
+                (count_by_code.get(code) or add_code(code))()
+
+        self.observe = observe
 
     def _add_code(self, code: int | str) -> Callable[[], None]:
         with self._lock:
             inc = self._counter.labels(handler=self._handler, method=self._method, code=str(code)).inc
             self._count_by_code[code] = inc
         return inc
-
-    def observe(self, seconds: float, code: int | str = 200) -> None:
-        """Record one finished request."""
-        self._observe_duration(seconds)
-        if code == 200:  # the common case skips the lookup
-            self._count_ok()
-        else:
-            (self._count_by_code.get(code) or self._add_code(code))()
 
     def time(self) -> RequestTimer:
         """`with bound.time() as request: ...; request.code = 404`."""
