@@ -1,6 +1,6 @@
 """Scale: the shipped rules over hundreds of monitored instances and hosts, and /metrics at 10k series.
 
-    .venv/bin/python bench/scale.py [--instances 1,250] [--agents 100] [--seconds 90]
+    .venv/bin/python bench/scale.py [--instances 1,250] [--agents 200] [--seconds 90]
 
 For each size N in --instances, in one run: N simulated tmux-orchestrator monitors (the demo's
 TmuxMonitor, each covering --agents agents, each its own scrape target with the tmux metric contract)
@@ -251,7 +251,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--instances", default="1,250", help="sizes N to run, comma-separated (1,250)")
-    parser.add_argument("--agents", type=int, default=100, help="agents per simulated monitor (100)")
+    parser.add_argument("--agents", type=int, default=200, help="agents per simulated monitor (200)")
     parser.add_argument("--seconds", type=float, default=90, help="measurement time per size (90)")
     parser.add_argument("--series", type=int, default=10_000, help="series of the /metrics case (10000)")
     args = parser.parse_args()
