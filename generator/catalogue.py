@@ -824,6 +824,7 @@ def _check_cross_references(catalogue: Catalogue) -> None:
     alert_owner: dict[str, tuple[str, str]] = {}
     records: dict[str, tuple[str, str]] = {}
     recorded = {t.record: t.signal for t in catalogue.thresholds() if t.record}
+    test_interval = parse_duration(catalogue.settings.test_interval)
     for system in catalogue.systems:
         entry_ids: dict[str, str] = {}
         panel_ids: dict[int, str] = {}
@@ -865,6 +866,15 @@ def _check_cross_references(catalogue: Catalogue) -> None:
                     system.file, item.id, "metric", f"{item.metric!r} does not occur in the entry's query"
                 )
             if isinstance(item, Threshold):
+                for window in re.findall(r"\[(\d+[smhdw])\]", item.signal):
+                    if parse_duration(window) < 2 * test_interval:
+                        raise CatalogueError(
+                            system.file,
+                            item.id,
+                            "signal",
+                            f"range [{window}] holds fewer than two samples at the generated tests' "
+                            f"interval ({catalogue.settings.test_interval}, settings.test_interval)",
+                        )
                 if item.record:
                     owner = records.get(item.record)
                     if owner and owner != (system.file, item.id):

@@ -75,6 +75,13 @@ CASES = [
         "metric",
         "does not occur in the entry's query",
     ),
+    (
+        "tmux.yml",
+        _set("cpu", "signal", 'rate(process_cpu_seconds_total{system="tmux"}[30s])'),
+        "cpu",
+        "signal",
+        "fewer than two samples",
+    ),
     ("tmux.yml", _set("cycle-time", "alert", "MonitorCycleSlow"), "cycle-time", "alert", "system prefix"),
     (
         "tmux.yml",
