@@ -26,16 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from common import ROOT, percentile, run, wait  # bench/common.py; puts the repository on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from redline.sandbox import Sandbox, render_rules  # noqa: E402
+from redline.sandbox import Sandbox, render_rules
 
 
 @dataclass(frozen=True)
@@ -85,37 +82,15 @@ def settings() -> dict[str, str]:
     }
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def firing(stack: Sandbox, alert: str, labels: dict[str, str]) -> bool:
-    matchers = ",".join(
-        [f'alertname="{alert}"', 'alertstate="firing"', *[f'{k}="{v}"' for k, v in labels.items()]]
-    )
-    return bool(stack.query("ALERTS{" + matchers + "}"))
-
-
 def measure(stack: Sandbox, case: Case, pending_resolve: dict[Case, int]) -> tuple[float, float, float]:
     labels = dict(case.labels)
     if case in pending_resolve:  # the alert's previous group must be gone, or this would be an update
         stack.wait_for_notification(
             "/pager", case.alert, status="resolved", timeout=90, since=pending_resolve.pop(case), **labels
         )
-    wait(lambda: not firing(stack, case.alert, labels), 60, f"{case.alert} inactive")
+    wait(lambda: not stack.alert_firing(case.alert, **labels), 60, f"{case.alert} inactive")
     if case.down_alert:
-        wait(lambda: not firing(stack, case.down_alert, {}), 60, f"{case.down_alert} inactive")
+        wait(lambda: not stack.alert_firing(case.down_alert), 60, f"{case.down_alert} inactive")
     # A random phase against the 1 s scrape and evaluation ticks, so that the runs sample all of it.
     time.sleep(random.uniform(0.0, 1.0))
     since = len(stack.notifications())
@@ -176,4 +151,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

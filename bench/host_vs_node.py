@@ -28,7 +28,14 @@ import urllib.request
 from collections.abc import Callable, Mapping
 
 import psutil
-from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
+from common import (  # bench/common.py; puts the repository on sys.path
+    ROOT,
+    free_port,
+    percentile,
+    run,
+    tool,
+    wait_ready,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporters.otlp_bridge import OtlpBridge, count_points
@@ -41,17 +48,6 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
 )
 Scrape = Callable[[], tuple[float, int]]
-
-
-def wait_ready(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{url} did not become ready")
 
 
 def count_series(body: bytes) -> int:
@@ -90,11 +86,6 @@ def prometheus_style(url: str) -> Scrape:
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system + times.children_user + times.children_system
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def start_vmagent(tmp: str) -> tuple[subprocess.Popen, str]:
@@ -255,4 +246,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

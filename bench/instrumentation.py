@@ -1,6 +1,6 @@
 """Cost per observation: redline instrumentation vs plain prometheus_client vs OpenTelemetry SDK.
 
-    .venv/bin/python bench/instrumentation.py [--number 200000] [--repeat 7]
+    .venv/bin/python bench/instrumentation.py [--number 100000] [--repeat 41]
 
 Each case records the same thing three ways in one process, best of --repeat runs of --number calls:
 - prometheus_client: pre-labelled children, called directly (the cheapest correct use of the library)
@@ -131,8 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--number", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--number", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=41)
     args = parser.parse_args()
     buckets = catalogue_buckets()
     table, inst = cases(buckets)

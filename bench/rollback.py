@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
+from common import ROOT, free_port, run, tool, wait_ready  # bench/common.py; puts the repository on sys.path
 
 from redline import reload
 
@@ -61,16 +61,6 @@ def served_latency_threshold(prometheus: str) -> str:
     raise LookupError("QerrorsLatencyHigh not served")
 
 
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
-            if resp.status == 200:
-                return
-        time.sleep(0.2)
-    sys.exit(f"not ready: {url}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,10 +77,11 @@ def main() -> int:
         prometheus, alertmanager = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
         targets = ["--root", str(repo), "--prometheus", prometheus, "--alertmanager", alertmanager]
         logs = open(Path(tmp) / "processes.log", "wb")  # noqa: SIM115
+        prometheus_bin, alertmanager_bin = tool("prometheus"), tool("alertmanager")  # before starting either
         procs = [
             subprocess.Popen(
                 [
-                    tool("prometheus"),
+                    prometheus_bin,
                     f"--config.file={repo / 'prometheus' / 'prometheus.yml'}",
                     f"--storage.tsdb.path={Path(tmp) / 'prom-data'}",
                     f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -101,7 +92,7 @@ def main() -> int:
             ),
             subprocess.Popen(
                 [
-                    tool("alertmanager"),
+                    alertmanager_bin,
                     f"--config.file={repo / 'alertmanager' / 'alertmanager.yml'}",
                     f"--storage.path={Path(tmp) / 'am-data'}",
                     f"--web.listen-address=127.0.0.1:{am_port}",
@@ -151,7 +142,12 @@ def main() -> int:
         finally:
             for proc in procs:
                 proc.terminate()
-                proc.wait(timeout=30)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             logs.close()
     print("\n| step | p50 | max | document's limit |")
     print("|---|---|---|---|")
@@ -165,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

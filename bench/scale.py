@@ -30,13 +30,19 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ROOT, free_port, tool  # bench/common.py; puts the repository on sys.path
+from common import (  # bench/common.py; puts the repository on sys.path
+    ROOT,
+    free_port,
+    percentile,
+    run,
+    tool,
+    wait,
+)
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.instrument import Instrumentation, catalogue_buckets
@@ -56,8 +62,8 @@ def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Conne
     buckets = catalogue_buckets(("redline_cycle_duration_seconds", "redline_request_duration_seconds"))
     sims = [TmuxMonitor(agents=agents, buckets=buckets, seed=seed + i) for i in range(monitors)]
     servers = [serve(sim.registry, "127.0.0.1:0") for sim in sims]
-    host_registry = build_registry(load_config(None))
-    host_servers = [serve(host_registry, "127.0.0.1:0") for _ in range(hosts)]
+    config = load_config(None)  # each host target its own exporter registry, so no two scrapes share a run
+    host_servers = [serve(build_registry(config), "127.0.0.1:0") for _ in range(hosts)]
     conn.send(([s.port for s in servers], [s.port for s in host_servers]))
     last = time.monotonic()
     while not conn.poll(TICK_SECONDS):
@@ -123,18 +129,6 @@ def scalar(url: str, expr: str) -> float:
     return float(result[0]["value"][1]) if result else float("nan")
 
 
-def wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def measure_size(n: int, agents: int, seconds: float) -> dict[str, Any]:
     """Run Prometheus over n monitors and n hosts for `seconds`; return the figures."""
     workers, monitor_ports, host_ports = start_workers(n, agents)
@@ -182,7 +176,7 @@ def collect(url: str, n: int) -> dict[str, Any]:
         samples = sorted(float(s["value"][1]) for s in query(url, f'scrape_samples_scraped{{job="{job}"}}'))
         scrape[job] = {
             "p50": statistics.median(values),
-            "p99": values[min(len(values) - 1, round(0.99 * (len(values) - 1)))],
+            "p99": percentile(values, 0.99),
             "samples": statistics.median(samples),
         }
     prom = 'job="prometheus"'
@@ -222,7 +216,8 @@ def measure_metrics_endpoint(target_series: int, scrapes: int) -> dict[str, floa
     try:
         http, expose = [], []
         for _ in range(10):
-            urllib.request.urlopen(server.metrics_url, timeout=10).read()
+            with urllib.request.urlopen(server.metrics_url, timeout=10) as resp:
+                resp.read()
         for _ in range(scrapes):
             started = time.perf_counter()
             with urllib.request.urlopen(server.metrics_url, timeout=10) as resp:
@@ -233,16 +228,13 @@ def measure_metrics_endpoint(target_series: int, scrapes: int) -> dict[str, floa
             expose.append(time.perf_counter() - started)
     finally:
         server.shutdown()
-    http.sort()
-    expose.sort()
-    p99 = min(scrapes - 1, round(0.99 * (scrapes - 1)))
     return {
         "series": series,
         "bytes": size,
         "http_p50": statistics.median(http),
-        "http_p99": http[p99],
+        "http_p99": percentile(http, 0.99),
         "expose_p50": statistics.median(expose),
-        "expose_p99": expose[p99],
+        "expose_p99": percentile(expose, 0.99),
     }
 
 
@@ -301,4 +293,4 @@ def _pair(figures: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))
