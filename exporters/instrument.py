@@ -215,8 +215,8 @@ class CycleTimer:
 class Instrumentation:
     """The redline_* metrics of one Python service, registered in `registry`.
 
-    `buckets` maps histogram names to bounds; by default they are read from the catalogue
-    (`catalogue_buckets()`); pass an explicit mapping where the catalogue is not installed.
+    `buckets` maps histogram names to bounds; by default the catalogue's (`catalogue_buckets()`, from
+    exporters/contract.py); an explicit mapping replaces them.
     """
 
     def __init__(

@@ -293,7 +293,7 @@ class Catalogue:
         return catalogue_alerts(self)
 
 
-def _reads_metric(query: str, metric: MetricSpec) -> bool:
+def reads_metric(query: str, metric: MetricSpec) -> bool:
     """True when a PromQL query names the metric (a histogram: one of its _bucket/_sum/_count series)."""
     names = [metric.name]
     if metric.type == "histogram":
@@ -861,7 +861,7 @@ def _check_cross_references(catalogue: Catalogue) -> None:
             # A query may read the metric through a recording rule of the catalogue.
             query += "".join(f"\n{signal}" for record, signal in recorded.items() if record in query)
             always = item.fixture is not None and item.fixture.kind == "always"  # Watchdog reads nothing
-            if not always and not _reads_metric(query, metric):
+            if not always and not reads_metric(query, metric):
                 raise CatalogueError(
                     system.file, item.id, "metric", f"{item.metric!r} does not occur in the entry's query"
                 )

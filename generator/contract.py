@@ -9,15 +9,12 @@
 
 from __future__ import annotations
 
-import re
-
-from generator.catalogue import Catalogue, MetricSpec, System, format_number
+from generator.catalogue import Catalogue, MetricSpec, System, format_number, reads_metric
 from generator.render_common import RenderError, header
 
 DOC_PATH = "docs/metric-contract.md"
 MODULE_PATH = "exporters/contract.py"
 LINE_LENGTH = 110  # ruff's line-length for this repository (pyproject.toml)
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 DOC_INTRO = """\
 # Metric contract
@@ -33,17 +30,9 @@ compares with is a bucket bound.
 
 def _readers(system: System, metric: MetricSpec) -> list[str]:
     """The system's alerts whose signal or error ratio reads the metric (histograms: any of its series)."""
-    names = [metric.name]
-    if metric.type == "histogram":
-        names += [metric.name + suffix for suffix in HISTOGRAM_SUFFIXES]
-    pattern = re.compile(r"(?<![A-Za-z0-9_:])(" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_:])")
-    found: list[str] = []
     queries = [(t.alert_name, t.signal) for t in system.thresholds]
     queries += [(s.alert_name, s.error_ratio) for s in system.slos]
-    for alert, query in queries:
-        if pattern.search(query) and alert not in found:
-            found.append(alert)
-    return found
+    return list(dict.fromkeys(alert for alert, query in queries if reads_metric(query, metric)))
 
 
 def _type_cell(metric: MetricSpec) -> str:
@@ -53,10 +42,8 @@ def _type_cell(metric: MetricSpec) -> str:
 
 
 def _system_section(system: System) -> list[str]:
-    jobs = sorted({dict(target).get("job", "") for target in system.test_targets} - {""})
-    job_text = f", Prometheus job {', '.join(f'`{j}`' for j in jobs)}" if jobs else ""
     lines = [
-        f'## {system.name} (`system="{system.id}"`{job_text})',
+        f'## {system.name} (`system="{system.id}"`)',
         "",
         f"From `thresholds/{system.file}`.",
         "",

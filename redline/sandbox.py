@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -146,10 +147,13 @@ class Sandbox:
             args.append("--ha")
         if self.only:
             args.append("--only=" + ",".join(self.only))
-        result = self.redline(*args)
+        try:
+            result = self.redline(*args)
+        except BaseException:  # a timeout kills `redline up`, not the supervisord it started
+            self._stop(keep=False)
+            raise
         if result.returncode != 0:
-            self.redline("down")
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._stop(keep=False)
             raise RuntimeError(f"redline up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         self.up_output = result.stdout
         return self
@@ -157,21 +161,30 @@ class Sandbox:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.redline("down")
-        if exc_type is None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        else:
+        self._stop(keep=exc_type is not None)
+
+    def _stop(self, keep: bool) -> None:
+        """`redline down`; the run folder is removed unless kept for inspection (after a failure)."""
+        down = self.redline("down")
+        if down.returncode != 0:
+            keep = True
+            print(f"redline down failed ({down.returncode}): {down.stderr.strip()}", file=sys.stderr)
+        if keep:
             print(f"sandbox run folder kept for inspection: {self.run_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def fault(self, system: str, fault: str, active: bool = True) -> None:
-        """Turn a demo fault on (POST) or off (DELETE)."""
+        """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
+        from exporters.demo.cli import control_request
+
         query = urllib.parse.urlencode({"system": system, "fault": fault})
-        request = urllib.request.Request(
-            f"{self.url('demo-control')}/fault?{query}", method="POST" if active else "DELETE"
+        status, body = control_request(
+            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}"
         )
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"fault {system}/{fault}: HTTP {resp.status}")
+        if status != 200:
+            error = body.get("error", body) if isinstance(body, dict) else body
+            raise RuntimeError(f"fault {system} {fault}: HTTP {status}: {error}")
 
     def _get_json(self, url: str) -> Any:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -193,14 +206,12 @@ class Sandbox:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def find_notification(
-        self, path: str, alertname: str, status: str = "firing", since: int = 0, **labels: str
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The first notification at `path` (after the first `since` ones) with an alert named
-        `alertname` in `status` whose labels include `labels`; (notification, alert) or None."""
+    def matching_alerts(
+        self, alertname: str, status: str = "firing", since: int = 0, **labels: str
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(notification, alert) for every alert named `alertname` in `status` whose labels include
+        `labels`, in the notifications after the first `since`, oldest first, at any path."""
         for record in self.notifications()[since:]:
-            if record["path"] != path:
-                continue
             for alert in record["payload"].get("alerts", []):
                 alert_labels = alert["labels"]
                 if (
@@ -208,8 +219,29 @@ class Sandbox:
                     and alert["status"] == status
                     and all(alert_labels.get(k) == v for k, v in labels.items())
                 ):
-                    return record, alert
-        return None
+                    yield record, alert
+
+    def find_notification(
+        self, path: str, alertname: str, status: str = "firing", since: int = 0, **labels: str
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The first matching alert (see matching_alerts) that arrived at `path`, or None."""
+        return next(
+            (
+                (r, a)
+                for r, a in self.matching_alerts(alertname, status, since, **labels)
+                if r["path"] == path
+            ),
+            None,
+        )
+
+    def alert_firing(self, alertname: str, **labels: str) -> bool:
+        """True while Prometheus has the alert firing (ALERTS) with these labels."""
+        matchers = [
+            f'alertname="{alertname}"',
+            'alertstate="firing"',
+            *[f'{k}="{v}"' for k, v in labels.items()],
+        ]
+        return bool(self.query("ALERTS{" + ",".join(matchers) + "}"))
 
     def wait_for_notification(
         self,

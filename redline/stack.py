@@ -751,6 +751,8 @@ def main(argv: list[str]) -> int:
     if args.action == "up":
         if not ctx.rules_dir.is_dir():
             parser.error(f"--rules-dir {args.rules_dir}: no such folder")
+        if not any(ctx.rules_dir.glob("*.yml")):
+            parser.error(f"--rules-dir {args.rules_dir}: no rule files (*.yml) in it")
         if not ctx.alertmanager_config.is_file():
             parser.error(f"--alertmanager-config {args.alertmanager_config}: no such file")
     only = [name.strip() for name in args.only.split(",")] if args.only else None

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
-from support import http_get
+from support import http_get, wait_until
 
 from exporters.host.collectors import IsolatedCollectors, ProcessGroupCollector, build_registry
 from exporters.host.config import ConfigError, HostConfig, load_config, parse_config
@@ -138,10 +138,11 @@ def test_a_hung_collector_first_in_line_holds_up_the_others_only_briefly() -> No
         assert _collector_workers() - before <= 2
     finally:
         release.set()
-    deadline = time.monotonic() + 5
-    while _collector_workers() - before > isolated.max_idle_workers and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _collector_workers() - before <= isolated.max_idle_workers, "spare workers exit when idle"
+    wait_until(
+        lambda: _collector_workers() - before <= isolated.max_idle_workers,
+        timeout=5,
+        what="spare collector workers to exit when idle",
+    )
 
 
 def test_all_collectors_of_a_scrape_run_on_one_worker() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from prometheus_client import disable_created_metrics
 
+from exporters.contract import HISTOGRAM_BUCKETS
 from exporters.demo.faults import FAULTS, describe
 from exporters.demo.system import SimulatedSystem
 from redline.ports import PORTS
@@ -124,19 +125,6 @@ def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, 
     return ports
 
 
-def _catalogue_buckets() -> dict[str, tuple]:
-    from exporters.instrument import catalogue_buckets
-
-    return catalogue_buckets(
-        (
-            "http_request_duration_seconds",
-            "qerrors_request_duration_seconds",
-            "redline_cycle_duration_seconds",
-            "redline_request_duration_seconds",
-        )
-    )
-
-
 def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, SimulatedSystem]:
     """The simulated systems by control name."""
     from exporters.demo.gamebook import GameBook
@@ -144,7 +132,7 @@ def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, Simula
     from exporters.demo.qerrors import QErrors
     from exporters.demo.tmux import TmuxMonitor
 
-    buckets = _catalogue_buckets()
+    buckets = HISTOGRAM_BUCKETS  # the catalogue's (exporters/contract.py)
     instrument_buckets = {k: v for k, v in buckets.items() if k.startswith("redline_")}
     common = {"traffic_scale": args.traffic_scale}
     seed = args.seed
@@ -233,7 +221,8 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def _control_request(control: str, method: str, path: str) -> tuple[int, object]:
+def control_request(control: str, method: str, path: str) -> tuple[int, object]:
+    """One request to the demo's control endpoint: (HTTP status, decoded JSON body)."""
     request = urllib.request.Request(control.rstrip("/") + path, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -264,7 +253,7 @@ def fault(argv: list[str]) -> int:
         return 2
     query = urllib.parse.urlencode({"system": args.system, "fault": args.fault})
     try:
-        status, body = _control_request(args.control, "DELETE" if args.clear else "POST", f"/fault?{query}")
+        status, body = control_request(args.control, "DELETE" if args.clear else "POST", f"/fault?{query}")
     except (OSError, ValueError) as err:
         print(f"{PROG} fault: cannot reach the demo control at {args.control}: {err}", file=sys.stderr)
         return 1
@@ -282,7 +271,7 @@ def faults(argv: list[str]) -> int:
     parser.add_argument("--control", default=DEFAULT_CONTROL, help="demo control URL (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        _status, rows = _control_request(args.control, "GET", "/faults")
+        _status, rows = control_request(args.control, "GET", "/faults")
     except (OSError, ValueError):
         print(f"(no demo answers at {args.control}; showing the fault table)")
         print(describe())
