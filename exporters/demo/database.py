@@ -8,7 +8,9 @@
   max_connections; a thread tops them up if others disappear.
 - db-down: from a maintenance database (postgres, else template1) `ALTER DATABASE ... ALLOW_CONNECTIONS
   false`, then every other session of the pipeline database is terminated: postgres_exporter reports
-  pg_up 0, the job exporter redline_jobs_up 0. This also ends the sessions of the two faults above.
+  pg_up 0, the job exporter redline_jobs_up 0. This also ends the sessions of the two faults above; those
+  still on come back when db-down is cleared (the lock is taken again, the filler closes the sessions the
+  server ended and opens new ones). If ending the sessions fails, the ALTER is undone (FaultError 503).
 
 Clearing undoes each one completely (transaction rolled back, sessions closed, connections allowed
 again). Every session these faults open has application_name 'redline-demo-fault'. A role without the
@@ -43,6 +45,16 @@ CONNECTIONS_HEADROOM = 2
 MAINTENANCE_DATABASES = ("postgres", "template1")
 LOCK_TIMEOUT = "3s"  # how long job-table-locked waits for the sessions using the table right now
 CONNECT_TIMEOUT = 3
+# Whether a session (the lock's own) holds ACCESS EXCLUSIVE on a table: the lock is gone with its session.
+HOLDS_LOCK = """
+SELECT EXISTS (SELECT FROM pg_locks
+               WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation = to_regclass(%s)
+                 AND mode = 'AccessExclusiveLock' AND granted)
+"""
+# The fault's own sessions the server still has (a session it ended stays open on the client side).
+FAULT_SESSIONS = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+)
 USED_CONNECTIONS = "SELECT coalesce(sum(numbackends), 0)::int FROM pg_stat_database"
 LIMITS = """
 SELECT current_setting('max_connections')::int,
@@ -71,6 +83,7 @@ class DatabaseFaults:
         self.role: str | None = None
         self._guard = threading.Lock()
         self._lock_conn: psycopg.Connection | None = None
+        self._lock_wanted = False  # job-table-locked is on: db-down ending the lock's session takes it again
         self._filler: _ConnectionFiller | None = None
         self._refused: str | None = None  # the database db-down made refuse connections
 
@@ -139,34 +152,60 @@ class DatabaseFaults:
 
     def lock_table(self) -> None:
         with self._guard:
-            if self._lock_conn is not None and not self._lock_conn.closed:
-                return
-            conn = self._connect_or_fail(autocommit=False)
-            table = sql.Identifier(self.table)
-            try:
-                conn.execute("SET idle_in_transaction_session_timeout = 0")
-                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
-            except psycopg.Error as err:
-                conn.close()
-                if isinstance(err, psycopg.errors.InsufficientPrivilege):
-                    raise FaultError(
-                        f"role {self._role()!r} may not lock table {self.table!r} ({self._why(err)}): "
-                        "LOCK ... IN ACCESS EXCLUSIVE MODE needs UPDATE, DELETE or TRUNCATE on it",
-                        403,
-                    ) from None
-                if isinstance(err, psycopg.errors.LockNotAvailable):
-                    raise FaultError(
-                        f"another session kept a conflicting lock on table {self.table!r} for {LOCK_TIMEOUT}",
-                        409,
-                    ) from None
-                raise FaultError(f"cannot lock table {self.table!r}: {self._why(err)}", 503) from None
-            self._lock_conn = conn
-            log.info("job table %s locked (ACCESS EXCLUSIVE) until the fault is cleared", self.table)
+            if not self._lock_held():
+                self._take_lock()
+            self._lock_wanted = True
+
+    def _lock_held(self) -> bool:
+        """Whether the lock's session is alive and holds the lock; drops a session the server ended.
+
+        psycopg notices that the server ended a session (db-down, pg_terminate_backend) only when the
+        session is used next: `closed` alone says nothing, so this asks the session itself.
+        """
+        conn = self._lock_conn
+        if conn is None:
+            return False
+        try:
+            row = None if conn.closed else conn.execute(HOLDS_LOCK, (self._table_name(conn),)).fetchone()
+        except psycopg.Error:
+            row = None
+        if row is not None and row[0]:
+            return True
+        self._lock_conn = None
+        conn.close()
+        return False
+
+    def _table_name(self, conn: psycopg.Connection) -> str:
+        return sql.Identifier(self.table).as_string(conn)
+
+    def _take_lock(self) -> None:
+        conn = self._connect_or_fail(autocommit=False)
+        table = sql.Identifier(self.table)
+        try:
+            conn.execute("SET idle_in_transaction_session_timeout = 0")
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+        except psycopg.Error as err:
+            conn.close()
+            if isinstance(err, psycopg.errors.InsufficientPrivilege):
+                raise FaultError(
+                    f"role {self._role()!r} may not lock table {self.table!r} ({self._why(err)}): "
+                    "LOCK ... IN ACCESS EXCLUSIVE MODE needs UPDATE, DELETE or TRUNCATE on it",
+                    403,
+                ) from None
+            if isinstance(err, psycopg.errors.LockNotAvailable):
+                raise FaultError(
+                    f"another session kept a conflicting lock on table {self.table!r} for {LOCK_TIMEOUT}",
+                    409,
+                ) from None
+            raise FaultError(f"cannot lock table {self.table!r}: {self._why(err)}", 503) from None
+        self._lock_conn = conn
+        log.info("job table %s locked (ACCESS EXCLUSIVE) until the fault is cleared", self.table)
 
     def unlock_table(self) -> None:
         with self._guard:
             conn, self._lock_conn = self._lock_conn, None
+            self._lock_wanted = False
             if conn is None:
                 return
             try:
@@ -240,7 +279,15 @@ class DatabaseFaults:
             with self._maintenance(dbname) as admin:
                 self._alter(admin, dbname, allow=False)
                 self._refused = dbname
-                refused = self._terminate(admin, dbname)
+                try:
+                    refused = self._terminate(admin, dbname)
+                except psycopg.Error as err:
+                    reason = self._why(err)
+                    raise FaultError(
+                        f"cannot end the sessions of database {dbname!r} ({reason}); "
+                        + self._undo_refuse(admin, dbname),
+                        503,
+                    ) from None
                 if refused:
                     self._alter(admin, dbname, allow=True)
                     self._refused = None
@@ -253,6 +300,20 @@ class DatabaseFaults:
                         403,
                     )
             log.info("database %s refuses connections; its sessions were terminated", dbname)
+
+    def _undo_refuse(self, admin: psycopg.Connection, dbname: str) -> str:
+        """Allow connections again after db-down failed half-way (from a new session if `admin` broke)."""
+        try:
+            if admin.closed or admin.broken:
+                with self._maintenance(dbname) as fresh:
+                    self._alter(fresh, dbname, allow=True)
+            else:
+                self._alter(admin, dbname, allow=True)
+        except FaultError as err:
+            log.error("database %s still refuses connections: %s", dbname, err)
+            return f"connections to {dbname!r} are still refused ({err}): clear db-down to retry"
+        self._refused = None
+        return f"connections to {dbname!r} are allowed again"
 
     def allow_connections(self) -> None:
         """Allow connections again; also repairs a database a killed demo left refusing them."""
@@ -269,6 +330,14 @@ class DatabaseFaults:
                     self._alter(admin, dbname, allow=True)
                     log.info("database %s accepts connections again", dbname)
             self._refused = None
+            # db-down ended the lock's session: while job-table-locked is on, take the lock again.
+            if self._lock_wanted and not self._lock_held():
+                try:
+                    self._take_lock()
+                except FaultError as err:
+                    log.error(
+                        "job-table-locked: cannot lock table %s again after db-down: %s", self.table, err
+                    )
 
     def _alter(self, admin: psycopg.Connection, dbname: str, *, allow: bool) -> None:
         statement = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
@@ -349,6 +418,7 @@ class _ConnectionFiller(threading.Thread):
         try:
             if self._monitor is None or self._monitor.closed:
                 self._monitor = self.faults.connect()
+            self._drop_ended(self._monitor)
             row = self._monitor.execute(USED_CONNECTIONS).fetchone()
             used = int(row[0]) if row else 0
             for _ in range(self.target - used):
@@ -366,6 +436,24 @@ class _ConnectionFiller(threading.Thread):
             if now - self._last_error > 30:
                 self._last_error = now
                 log.warning("db-connections: %s (retrying)", self.faults._why(err))
+
+    def _drop_ended(self, monitor: psycopg.Connection) -> None:
+        """Close the held sessions the server ended (db-down, pg_terminate_backend): they count for
+        nothing there but keep a socket each here. A pid seen twice belongs to the newest session."""
+        rows = monitor.execute(FAULT_SESSIONS, (FAULT_APPLICATION,)).fetchall()
+        live = {int(pid) for (pid,) in rows}
+        seen = {monitor.info.backend_pid}
+        kept: list[psycopg.Connection] = []
+        for conn in reversed(self._held):
+            pid = None if conn.closed else conn.info.backend_pid
+            if pid in live and pid not in seen:
+                seen.add(pid)
+                kept.append(conn)
+            else:
+                conn.close()
+        if len(kept) < len(self._held):
+            log.info("db-connections: %d session(s) ended by the server closed", len(self._held) - len(kept))
+        self._held = kept[::-1]
 
     def stop(self) -> None:
         self._stop_event.set()
