@@ -4,9 +4,11 @@
 
 For each size N in --instances, in one run: N simulated tmux-orchestrator monitors (the demo's
 TmuxMonitor, each covering --agents agents, each its own scrape target with the tmux metric contract)
-and N hosts (each target a real redline host exporter collecting this machine on scrape), served by
-worker processes, scraped by a real Prometheus that runs the repository's prometheus.yml (1 s scrape of
-the monitors, 5 s of hosts, 1 s evaluation) and every rule in prometheus/rules/. After --seconds:
+and N hosts (each target serves one real redline host-exporter scrape of this machine, collected again
+every 5 s: the exporters of real hosts run on those hosts, and N of them collecting here would measure
+this 2-core machine's saturation, not Prometheus), served by worker processes, scraped by a real
+Prometheus that runs the repository's prometheus.yml (1 s scrape of the monitors, 5 s of hosts, 1 s
+evaluation) and every rule in prometheus/rules/. After --seconds:
 - rule evaluation time per group (prometheus_rule_group_last_duration_seconds, mean and max over the
   last minute) and missed iterations;
 - scrape time per target as Prometheus measures it (scrape_duration_seconds, p50 and p99 over targets);
@@ -50,6 +52,25 @@ from exporters.web import serve
 
 WORKERS = 4
 TICK_SECONDS = 0.5
+HOST_SCRAPE_SECONDS = 5.0  # the host job's scrape interval (prometheus.yml's global 5 s)
+
+
+class HostSnapshot:
+    """The families of one real host-exporter collection, shared by every host target of a worker."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._families: list[Any] = []
+        self._taken = 0.0
+        self.refresh_if_older_than(0)
+
+    def refresh_if_older_than(self, seconds: float) -> None:
+        if time.monotonic() - self._taken >= seconds:
+            self._families = list(self._registry.collect())
+            self._taken = time.monotonic()
+
+    def collect(self) -> list[Any]:
+        return self._families
 
 
 def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Connection) -> None:
@@ -62,11 +83,14 @@ def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Conne
     buckets = catalogue_buckets(("redline_cycle_duration_seconds", "redline_request_duration_seconds"))
     sims = [TmuxMonitor(agents=agents, buckets=buckets, seed=seed + i) for i in range(monitors)]
     servers = [serve(sim.registry, "127.0.0.1:0") for sim in sims]
-    config = load_config(None)  # each host target its own exporter registry, so no two scrapes share a run
-    host_servers = [serve(build_registry(config), "127.0.0.1:0") for _ in range(hosts)]
+    host = HostSnapshot(build_registry(load_config(None)))
+    host_registry = CollectorRegistry(auto_describe=False)
+    host_registry.register(host)
+    host_servers = [serve(host_registry, "127.0.0.1:0") for _ in range(hosts)]
     conn.send(([s.port for s in servers], [s.port for s in host_servers]))
     last = time.monotonic()
     while not conn.poll(TICK_SECONDS):
+        host.refresh_if_older_than(HOST_SCRAPE_SECONDS)
         now = time.monotonic()
         for sim in sims:
             sim.tick(now - last)
