@@ -704,6 +704,13 @@ def down(ctx: Context) -> int:
     return 0
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop a foreground stack, also when it was started with SIGINT ignored
+    (a shell without job control ignores it for `cmd &` and nohup, and Python keeps that)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog=f"redline {argv[0] if argv else 'up'}",
@@ -739,7 +746,9 @@ def main(argv: list[str]) -> int:
         default="",
         help="extra options for 'redline demo', e.g. \"--time-scale=30 --otlp-interval=1\"",
     )
-    parser.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the stack")
+    parser.add_argument(
+        "--foreground", action="store_true", help="stay attached; Ctrl-C or SIGTERM stops the stack"
+    )
     args = parser.parse_args(argv)
     ctx = Context(
         run_dir=args.run_dir.resolve(),
@@ -762,6 +771,8 @@ def main(argv: list[str]) -> int:
             parser.error(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICE_NAMES)}")
     try:
         if args.action == "up":
+            if args.foreground:
+                _stop_on_signals()
             ctx.run_dir.mkdir(parents=True, exist_ok=True)
             code = up(ctx, only)
             if code == 0 and args.foreground:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -172,7 +173,18 @@ def test_up_names_a_missing_binary_in_one_line(stack_env: dict[str, str], tmp_pa
     )
 
 
-def test_ctrl_c_stops_a_foreground_stack(stack_env: dict[str, str]) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script and nohup hand down
+
+
+@pytest.mark.parametrize(
+    ("signum", "preexec"),
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["ctrl-c", "ctrl-c-with-sigint-ignored-by-the-parent", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_stops_a_foreground_stack(
+    stack_env: dict[str, str], signum: int, preexec: Callable[[], None] | None
+) -> None:
     prom = int(stack_env["REDLINE_PORT_PROMETHEUS"])
     proc = subprocess.Popen(
         [*REDLINE, "up", "--foreground", "--only", "prometheus,pager-sink"],
@@ -181,6 +193,7 @@ def test_ctrl_c_stops_a_foreground_stack(stack_env: dict[str, str]) -> None:
         text=True,
         cwd=ROOT,
         env={**os.environ, **stack_env},
+        preexec_fn=preexec,
     )
     try:
         assert proc.stdout is not None
@@ -190,7 +203,7 @@ def test_ctrl_c_stops_a_foreground_stack(stack_env: dict[str, str]) -> None:
             if "attached; Ctrl-C stops the stack" in line:
                 break
         assert _listening(prom), "".join(lines)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rest, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
