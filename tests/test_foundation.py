@@ -205,11 +205,11 @@ def test_ctrl_c_or_sigterm_stops_a_foreground_stack(
         assert _listening(prom), "".join(lines)
         proc.send_signal(signum)
         rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130, rest
+        assert "interrupted; stopping the stack" in rest
+        assert not _listening(prom)
+        assert run_redline("status", env=stack_env).returncode == 3
     finally:
         if proc.poll() is None:
             proc.kill()
-            run_redline("down", env=stack_env)
-    assert proc.returncode == 130, rest
-    assert "interrupted; stopping the stack" in rest
-    assert not _listening(prom)
-    assert run_redline("status", env=stack_env).returncode == 3
+        run_redline("down", env=stack_env)  # after a failure, leave no stack behind
