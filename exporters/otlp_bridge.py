@@ -101,7 +101,7 @@ def _convert_family(family: PromMetric, start_ns: int, now: int) -> list[Metric]
         if sample.name.endswith("_created"):
             continue
         point = NumberDataPoint(
-            attributes=dict(sample.labels),
+            attributes=sample.labels,
             start_time_unix_nano=0,
             time_unix_nano=now,
             value=float(sample.value),
@@ -113,22 +113,24 @@ def _convert_family(family: PromMetric, start_ns: int, now: int) -> list[Metric]
     ]
 
 
-def _created_ns(family: PromMetric) -> dict[tuple, int]:
+def _created_ns(family: PromMetric) -> dict[frozenset[tuple[str, str]], int]:
     return {
         _label_key(s.labels): int(s.value * 1e9) for s in family.samples if s.name == family.name + "_created"
     }
 
 
-def _label_key(labels: dict[str, str], drop: str | None = None) -> tuple:
-    return tuple(sorted((k, v) for k, v in labels.items() if k != drop))
+def _label_key(labels: dict[str, str], drop: str | None = None) -> frozenset[tuple[str, str]]:
+    if drop is None:
+        return frozenset(labels.items())
+    return frozenset((k, v) for k, v in labels.items() if k != drop)
 
 
 def _convert_counter(family: PromMetric, start_ns: int, now: int) -> list[Metric]:
     created = _created_ns(family)
     points = [
         NumberDataPoint(
-            attributes=dict(s.labels),
-            start_time_unix_nano=created.get(_label_key(s.labels), start_ns),
+            attributes=s.labels,  # each collection makes fresh label dicts; no copy needed
+            start_time_unix_nano=created.get(_label_key(s.labels), start_ns) if created else start_ns,
             time_unix_nano=now,
             value=float(s.value),
         )
@@ -145,9 +147,9 @@ def _convert_counter(family: PromMetric, start_ns: int, now: int) -> list[Metric
 
 def _convert_histogram(family: PromMetric, start_ns: int, now: int) -> list[Metric]:
     created = _created_ns(family)
-    buckets: dict[tuple, list[tuple[float, float]]] = {}
-    sums: dict[tuple, float] = {}
-    counts: dict[tuple, float] = {}
+    buckets: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = {}
+    sums: dict[frozenset[tuple[str, str]], float] = {}
+    counts: dict[frozenset[tuple[str, str]], float] = {}
     for s in family.samples:
         if s.name == family.name + "_bucket":
             buckets.setdefault(_label_key(s.labels, drop="le"), []).append((float(s.labels["le"]), s.value))

@@ -11,6 +11,7 @@ import threading
 from exporters.host.collectors import build_registry
 from exporters.host.config import ConfigError, load_config
 from exporters.otlp_bridge import add_otlp_arguments, bridge_from_args
+from exporters.process import freeze_startup_objects, share_malloc_arena
 from exporters.web import WebConfigError, load_web_config, parse_listen, serve
 
 SERVICE_NAME = "redline-host-exporter"
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> int:
     """Run the host exporter until SIGTERM/SIGINT; 2 on config or usage errors."""
     parser = _parser()
     args = parser.parse_args(argv)
+    share_malloc_arena()
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -74,6 +76,7 @@ def main(argv: list[str]) -> int:
             "pushing OTLP (%s) to %s every %ss", bridge.protocol, bridge.endpoint, bridge.interval_seconds
         )
 
+    freeze_startup_objects()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -15,6 +15,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from exporters.jobs.collector import DEFAULT_SQL_FILE, JobTableCollector, SqlFileError, load_queries
+from exporters.process import freeze_startup_objects, share_malloc_arena
 from redline.ports import PORTS
 
 PROG = "redline exporter jobs"
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from exporters.web import WebConfigError, serve
 
     args = _parser().parse_args(argv)
+    share_malloc_arena()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         dsn = resolve_dsn(args)
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if bridge is not None:
         bridge.start()
     logging.getLogger("redline.jobs").info("serving %s", server.metrics_url)
+    freeze_startup_objects()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
