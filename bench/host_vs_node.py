@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/host_vs_node.py [--scrapes 500] [--otlp-series 1000] [--otlp-runs 50]
 
-Scrapes are interleaved (ours, node_exporter's, ours, ...) so both see the same machine state. Reported:
-scrape wall time p50/p99, CPU seconds per scrape (the exporter process's user+system time over the run
-divided by the scrapes), RSS after the run, and series per scrape. Two passes over the same processes: plain
+Scrapes are interleaved (ours, node_exporter's, ours, ...) so both see the same machine state, the order
+rotated every round. Reported: scrape wall time p50/p99, CPU seconds per scrape (the exporter process's
+user+system time over the run divided by the scrapes), RSS after the run, and series per scrape. Two passes over the same processes: plain
 scrapes (urllib: a new connection each, no Accept header, no gzip), then Prometheus-style scrapes (one
 kept-alive connection per target, Prometheus 3's Accept header, gzip). Then the OTLP bridge exports a
 registry of N series to a real vmagent; reported is the CPU time of the exporting process per export.
@@ -111,9 +111,12 @@ def measure(targets: Mapping[str, tuple[subprocess.Popen, Scrape]], scrapes: int
     before = {name: cpu_seconds(psutil.Process(proc.pid)) for name, (proc, _) in targets.items()}
     times: dict[str, list[float]] = {name: [] for name in targets}
     series: dict[str, int] = {}
-    for _ in range(scrapes):
-        for name, (_, scrape_once) in targets.items():
-            elapsed, series[name] = scrape_once()
+    names = list(targets)
+    for i in range(scrapes):
+        # rotate the order every round: a scrape right after node_exporter's default one (the heaviest)
+        # runs on colder caches, and no target should always be the one that follows it
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            elapsed, series[name] = targets[name][1]()
             times[name].append(elapsed)
     results = []
     for name, (proc, _) in targets.items():
