@@ -4,10 +4,11 @@
 
 Scrapes are interleaved (ours, node_exporter's, ours, ...) so both see the same machine state, the order
 rotated every round. Reported: scrape wall time p50/p99, CPU seconds per scrape (the exporter process's
-user+system time over the run divided by the scrapes), RSS after the run, and series per scrape. Two passes over the same processes: plain
-scrapes (urllib: a new connection each, no Accept header, no gzip), then Prometheus-style scrapes (one
-kept-alive connection per target, Prometheus 3's Accept header, gzip). Then the OTLP bridge exports a
-registry of N series to a real vmagent; reported is the CPU time of the exporting process per export.
+user+system time over the run divided by the scrapes), RSS after the run, and series per scrape. Two
+passes over the same processes: plain scrapes (urllib: a new connection each, no Accept header, no gzip),
+then Prometheus-style scrapes (one kept-alive connection per target, Prometheus 3's Accept header, gzip).
+Then the OTLP bridge exports a registry of N series to a real vmagent; reported is the CPU time of the
+exporting process per export.
 Not a test: prints Markdown tables for bench/README.md.
 """
 

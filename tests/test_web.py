@@ -401,24 +401,24 @@ def test_connection_threads_are_reused_bounded_and_end_with_the_server(registry:
     def connection_threads() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name == f"metrics-connection-{server.port}"]
 
-    stalled: list[socket.socket] = []
+    idle: list[socket.socket] = []
     try:
         for _ in range(10):  # one new connection after another (urllib closes each)
             assert _get(f"{server.url}/whoami")[0] == 200
             wait_until(lambda: httpd._waiting == 1, timeout=5, interval=0.01)
         assert len(set(served_by)) == 1, "sequential connections are served by the same waiting thread"
-        stalled = [socket.create_connection((server.host, server.port)) for _ in range(8)]
-        for sock in stalled:
+        idle = [socket.create_connection((server.host, server.port)) for _ in range(8)]
+        for sock in idle:
             sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # served, now kept alive and idle
         assert len(connection_threads()) == 8, "concurrent connections each have a thread"
-        for sock in stalled:
+        for sock in idle:
             sock.close()
         wait_until(
             lambda: len(connection_threads()) == httpd.max_waiting_threads == httpd._waiting, timeout=5
         )
     finally:
-        for sock in stalled:
+        for sock in idle:
             sock.close()
         server.shutdown()
     wait_until(lambda: not connection_threads(), timeout=5)
