@@ -12,8 +12,6 @@ WORKDIR /app
 # Only what the running parts need; the catalogue (thresholds/) is read at run time for bucket layouts.
 COPY pyproject.toml README.md ./
 COPY redline/ redline/
-COPY exporters/ exporters/
-COPY generator/ generator/
 COPY thresholds/ thresholds/
 
 # Editable install: the code stays under /app, so files next to the modules (SQL, YAML) resolve as in

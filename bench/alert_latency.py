@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 from common import ROOT, percentile, run, wait  # bench/common.py; puts the repository on sys.path
 
-from redline.sandbox import Sandbox, render_rules
+from redline.testing.sandbox import Sandbox, render_rules
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from redline.sandbox import free_port  # noqa: E402
+from redline.testing.sandbox import free_port  # noqa: E402
 from redline.tools import binary  # noqa: E402
 
 __all__ = ["ROOT", "free_port", "percentile", "run", "tool", "wait", "wait_ready"]
@@ -71,6 +71,9 @@ def run(main: Callable[[], int]) -> int:
             f"benchmark failed: {' '.join(map(str, err.cmd))} exited {err.returncode}: {text}",
             file=sys.stderr,
         )
-    except (RuntimeError, TimeoutError) as err:  # redline.sandbox: `redline up` failed, a page never came
+    except (
+        RuntimeError,
+        TimeoutError,
+    ) as err:  # redline.testing.sandbox: `redline up` failed, a page never came
         print(f"benchmark failed: {err}", file=sys.stderr)
     return 1

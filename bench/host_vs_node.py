@@ -39,8 +39,8 @@ from common import (  # bench/common.py; puts the repository on sys.path
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from exporters.otlp_bridge import OtlpBridge, count_points
-from exporters.process import freeze_startup_objects
+from redline.exporters.process import freeze_startup_objects
+from redline.telemetry.otlp_bridge import OtlpBridge, count_points
 
 NODE_COLLECTORS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname")
 # What Prometheus 3.x sends with its default scrape_protocols.

@@ -4,8 +4,8 @@
 
 Each case records the same thing three ways in one process, best of --repeat runs of --number calls:
 - prometheus_client: pre-labelled children, called directly (the cheapest correct use of the library)
-- redline: exporters.instrument objects (cycle timer, cache counters, RED request), optionally with the
-  OTLP bridge exporting the registry every second in the background
+- redline: redline.telemetry.instrument objects (cycle timer, cache counters, RED request), optionally
+  with the OTLP bridge exporting the registry every second in the background
 - OTel SDK: synchronous instruments of a MeterProvider (attributes per call, as the SDK API requires)
 """
 
@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from exporters.instrument import CYCLE_DURATION, Instrumentation, catalogue_buckets
+from redline.telemetry.instrument import CYCLE_DURATION, Instrumentation, catalogue_buckets
 
 SINK = """
 import http.server, sys
@@ -151,7 +151,7 @@ def main() -> int:
 
 
 def run_cases(table: Cases, inst: Instrumentation, args: argparse.Namespace, sink_url: str) -> None:
-    from exporters.otlp_bridge import OtlpBridge
+    from redline.telemetry.otlp_bridge import OtlpBridge
 
     for case, impls in table.items():
         times = best_ns(impls, args.number, args.repeat)

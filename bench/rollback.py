@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import ROOT, free_port, run, tool, wait_ready  # bench/common.py; puts the repository on sys.path
 
-from redline import reload
+from redline.stack import reload
 
 THRESHOLD_FILE = "thresholds/qerrors.yml"
 OLD, NEW = "value: 0.05\n", "value: 0.1\n"  # thresholds in seconds must be histogram bucket bounds

@@ -13,7 +13,7 @@ evaluation) and every rule in prometheus/rules/. After --seconds:
   last minute) and missed iterations;
 - scrape time per target as Prometheus measures it (scrape_duration_seconds, p50 and p99 over targets);
 - Prometheus memory (process_resident_memory_bytes, Go heap in use) and its head series.
-Then, in this process: GET /metrics of one instrumented service (exporters.instrument over the
+Then, in this process: GET /metrics of one instrumented service (redline.telemetry.instrument over the
 repository's HTTP layer) holding about 10,000 series, p50 and p99 over 100 scrapes, beside the text
 exposition alone (prometheus_client.generate_latest) of the same registry.
 Not a test: prints Markdown tables for bench/README.md.
@@ -47,8 +47,8 @@ from common import (  # bench/common.py; puts the repository on sys.path
 )
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.instrument import Instrumentation, catalogue_buckets
-from exporters.web import serve
+from redline.telemetry.instrument import Instrumentation, catalogue_buckets
+from redline.telemetry.web import serve
 
 WORKERS = 4
 TICK_SECONDS = 0.5
@@ -76,9 +76,9 @@ class HostSnapshot:
 def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Connection) -> None:
     """Worker process: serve `monitors` simulated monitors and `hosts` host-exporter targets; send the
     ports back, then simulate until the parent closes the pipe."""
-    from exporters.demo.tmux import TmuxMonitor
-    from exporters.host.collectors import build_registry
-    from exporters.host.config import load_config
+    from redline.demo.tmux import TmuxMonitor
+    from redline.exporters.host.collectors import build_registry
+    from redline.exporters.host.config import load_config
 
     buckets = catalogue_buckets(("redline_cycle_duration_seconds", "redline_request_duration_seconds"))
     sims = [TmuxMonitor(agents=agents, buckets=buckets, seed=seed + i) for i in range(monitors)]
@@ -219,8 +219,8 @@ def collect(url: str, n: int) -> dict[str, Any]:
 
 
 def big_registry(target_series: int) -> tuple[CollectorRegistry, int]:
-    """An instrumented service (RED metrics per handler, as exporters.instrument records them) with about
-    `target_series` series; returns it and its exact series count."""
+    """An instrumented service (RED metrics per handler, as redline.telemetry.instrument records them)
+    with about `target_series` series; returns it and its exact series count."""
     registry = CollectorRegistry(auto_describe=False)
     inst = Instrumentation(registry)
     handler = 0

@@ -23,7 +23,8 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-ROOT = Path(__file__).resolve().parents[1]
+from redline.paths import ROOT
+
 VERSIONS_FILE = ROOT / "tools" / "versions.yml"
 TOOLS_DIR = Path(os.environ.get("REDLINE_TOOLS_DIR", ROOT / ".tools"))
 BIN_DIR = TOOLS_DIR / "bin"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, free_port, running, tool
 
-from generator.alertmanager_routes import ROUTES_TEST_PATH, expected_receivers, route_cases
+from redline.generate.render.alertmanager_routes import ROUTES_TEST_PATH, expected_receivers, route_cases
+from redline.testing.processes import ROOT, free_port, running, tool
 
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 TEMPLATES = ROOT / "alertmanager" / "templates"
@@ -127,7 +127,7 @@ def catalogue_cases() -> list[dict]:
     if committed.exists():
         cases.extend(yaml.safe_load(committed.read_text())["cases"])
     if any((ROOT / "thresholds").glob("*.yml")):
-        from generator.catalogue import load_catalogue
+        from redline.generate.catalogue import load_catalogue
 
         cases.extend(route_cases(load_catalogue(check_promql=False)))
     unique = {json.dumps(case, sort_keys=True): case for case in cases}
@@ -451,8 +451,8 @@ def readme_alertmanager_commands() -> list[list[str]]:
 
 def runner_alertmanager_commands(ha: bool) -> list[list[str]]:
     """The Alertmanager command lines of `redline up` (--ha) with the default ports and run folder .run."""
-    from redline import stack
-    from redline.ports import PORTS
+    from redline.stack import runner as stack
+    from redline.topology import PORTS
 
     ctx = stack.Context(run_dir=stack.ROOT / ".run", ha=ha, ports=dict(PORTS))
     services, _ = stack.select_services(ctx, ["alertmanager", "alertmanager-2", "alertmanager-3"])

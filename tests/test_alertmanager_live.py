@@ -4,7 +4,7 @@ Two stacks. One Alertmanager (delivery, templates, inhibition, resolve, receiver
 file with the run folder laid out as `redline up` lays it out (see alertmanager/README.md): the
 receivers' URL files in RUN/alertmanager/secrets/, Alertmanager started with that folder as its working
 directory; the Slack URL files point at the sink too, so the rendered templates are seen live. And a
-cluster of three started by the real runner, `redline up --ha` (redline.sandbox.Sandbox), so the tests
+cluster of three started by the real runner, `redline up --ha` (redline.testing.sandbox.Sandbox), so the tests
 prove what the runner runs: one notification per group, also with a member killed.
 
 Only the alert rules are test copies: the conventions of the generated rules (severity, system, the four
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import ROOT, free_port, http_get, running, tool, wait_until
 
-from generator.catalogue import parse_duration
-from redline.sandbox import Sandbox
-from redline.stack import AM_PEER_NAMES, AM_PEER_TIMEOUT
+from redline.generate.catalogue import parse_duration
+from redline.stack.runner import AM_PEER_NAMES, AM_PEER_TIMEOUT
+from redline.testing.processes import ROOT, free_port, http_get, running, tool, wait_until
+from redline.testing.sandbox import Sandbox
 
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 # --cluster.peer-timeout of `redline up --ha`: the n-th peer (0-based) waits n times this before notifying.

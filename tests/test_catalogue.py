@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import zlib
-from pathlib import Path
 
 import pytest
 
-from generator.catalogue import Threshold, load_catalogue
-from generator.links import dashboard_uid, dashboard_url, panel_id, runbook_url
-from generator.rules import with_for_override
+from redline.generate.catalogue import Threshold, load_catalogue
+from redline.generate.conventions import dashboard_uid, dashboard_url, panel_id, runbook_url
+from redline.generate.render.rules import with_for_override
+from redline.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ALERT_NAME_IN_TICKS = re.compile(r"`([A-Z][A-Za-z0-9]+)`")
 

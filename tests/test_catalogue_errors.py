@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator import cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from redline.generate import cli
+from redline.paths import ROOT
 
 
 def _entry(data: dict, entry_id: str, section: str = "thresholds") -> dict:

@@ -1,7 +1,7 @@
 """docker-compose.yml: accepted by the real `docker-compose config`, and at parity with the native stack.
 
 No Docker engine is needed: `docker-compose config` (Debian's Compose v2 binary from .tools/bin) resolves
-and validates the file. Parity is checked against the native runner itself (redline/stack.py): the same
+and validates the file. Parity is checked against the native runner itself (redline/stack/runner.py): the same
 services, the same 127.0.0.1 ports, the same config files, the same scrape targets and labels, the same
 upstream versions as the pinned binaries.
 """
@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, tool
 
-from redline import stack
-from redline.ports import PORTS
+from redline.stack import runner as stack
+from redline.testing.processes import ROOT, tool
+from redline.topology import PORTS
 
 pytestmark = pytest.mark.timeout(120)
 

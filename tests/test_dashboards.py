@@ -19,14 +19,19 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from support import ROOT
 
-from generator.catalogue import Catalogue, load_catalogue
-from generator.dashboards import DASHBOARDS_DIR, render_dashboards
-from generator.dashboards.common import ALERTMANAGER_NAME, ALERTMANAGER_UID, GRAFANA_UNITS, PROMETHEUS_UID
-from generator.dashboards.system import entry_query, thresholds_by_entry
-from generator.links import OVERVIEW_UID, dashboard_uid, panel_id
-from generator.rules import render_rules
+from redline.generate.catalogue import Catalogue, load_catalogue
+from redline.generate.conventions import OVERVIEW_UID, dashboard_uid, panel_id
+from redline.generate.render.dashboards import DASHBOARDS_DIR, render_dashboards
+from redline.generate.render.dashboards.common import (
+    ALERTMANAGER_NAME,
+    ALERTMANAGER_UID,
+    GRAFANA_UNITS,
+    PROMETHEUS_UID,
+)
+from redline.generate.render.dashboards.system import entry_query, thresholds_by_entry
+from redline.generate.render.rules import render_rules
+from redline.testing.processes import ROOT
 
 DASHBOARDS = ROOT / DASHBOARDS_DIR
 PROVISIONING = ROOT / "grafana" / "provisioning"

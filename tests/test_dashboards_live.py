@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 import yaml
-from pg import pg_cluster
-from support import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
-from generator.catalogue import load_catalogue
-from generator.rules import render_rules
+from redline.generate.catalogue import load_catalogue
+from redline.generate.render.rules import render_rules
+from redline.testing.pg import pg_cluster
+from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -43,15 +43,15 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from pg import PgCluster, pg_cluster
-from support import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
-from exporters.demo.database import CONNECTIONS_ALERT_RATIO, FAULT_APPLICATION, DatabaseFaults
-from exporters.demo.faults import FAULT_ALERTS, FAULTS
-from exporters.demo.pipeline import WORKERS, WORKERS_CRITICAL, WORKERS_UNDER_TEST, reference_schema
-from exporters.demo.system import FaultError
-from generator.catalogue import load_catalogue
-from generator.rules import render_rules
+from redline.demo.database import CONNECTIONS_ALERT_RATIO, FAULT_APPLICATION, DatabaseFaults
+from redline.demo.faults import FAULT_ALERTS, FAULTS
+from redline.demo.pipeline import WORKERS, WORKERS_CRITICAL, WORKERS_UNDER_TEST, reference_schema
+from redline.demo.system import FaultError
+from redline.generate.catalogue import load_catalogue
+from redline.generate.render.rules import render_rules
+from redline.testing.pg import PgCluster, pg_cluster
+from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 DEMO_PARTS = ("control", "gamebook", "qerrors", "qerrors-staging", "pipeline", "tmux")
@@ -380,7 +380,7 @@ def run(tmp_path_factory):
             f"--listen=127.0.0.1:{ports['jobs']}",
             "--statement-timeout=500ms",
         ]
-        # As redline/stack.py starts it (password-less here: the throwaway cluster trusts loopback).
+        # As redline/stack/runner.py starts it (password-less here: the throwaway cluster trusts loopback).
         postgres_exporter_env = {
             "DATA_SOURCE_URI": f"127.0.0.1:{pg.port}/pipeline?sslmode=disable",
             "DATA_SOURCE_USER": "postgres",

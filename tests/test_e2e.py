@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, wait_until
 
-from redline.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
-from redline.stack import SERVICE_NAMES
+from redline.stack.runner import SERVICE_NAMES
+from redline.testing.processes import ROOT, wait_until
+from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

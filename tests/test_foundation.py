@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import ROOT, free_port, http_get, tool
 
 from redline import tools
+from redline.testing.processes import ROOT, free_port, http_get, tool
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 

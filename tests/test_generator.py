@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from support import tool
 
-from generator import cli
-from generator.catalogue import load_catalogue
-from generator.render import RENDERERS, render_all
-
-ROOT = Path(__file__).resolve().parents[1]
+from redline.generate import cli
+from redline.generate.catalogue import load_catalogue
+from redline.generate.render import RENDERERS, render_all
+from redline.paths import ROOT
+from redline.testing.processes import tool
 
 
 @pytest.fixture(scope="module")

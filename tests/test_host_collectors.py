@@ -15,12 +15,12 @@ import psutil
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
-from support import http_get, wait_until
 
-from exporters.host.collectors import IsolatedCollectors, ProcessGroupCollector, build_registry
-from exporters.host.config import ConfigError, HostConfig, load_config, parse_config
-from exporters.host.main import main as host_main
-from exporters.web import serve
+from redline.exporters.host.collectors import IsolatedCollectors, ProcessGroupCollector, build_registry
+from redline.exporters.host.config import ConfigError, HostConfig, load_config, parse_config
+from redline.exporters.host.main import main as host_main
+from redline.telemetry.web import serve
+from redline.testing.processes import http_get, wait_until
 
 
 def _samples(text: str) -> dict[tuple, float]:
@@ -339,7 +339,7 @@ def test_cli_errors_exit_2_with_one_line(
 
 
 def test_exporter_dispatcher(capsys: pytest.CaptureFixture) -> None:
-    from exporters.cli import main as exporter_main
+    from redline.exporters.cli import main as exporter_main
 
     assert exporter_main([]) == 2
     assert "redline exporter {host,jobs}" in capsys.readouterr().out

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
-from exporters.host.config import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE
+from redline.exporters.host.config import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE
+from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
 SERVICE = "redline-host-exporter"
 COLLECTORS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname")

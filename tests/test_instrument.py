@@ -1,4 +1,4 @@
-"""exporters.instrument: exact counts, sums and bucket placement, catalogue buckets, and a real scrape."""
+"""redline.telemetry.instrument: exact counts, sums, bucket placement, catalogue buckets, a real scrape."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import textwrap
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, free_port, prom_query, running, tool, wait_until
 
-from exporters.instrument import CYCLE_DURATION, REQUEST_DURATION, Instrumentation, catalogue_buckets
+from redline.telemetry.instrument import CYCLE_DURATION, REQUEST_DURATION, Instrumentation, catalogue_buckets
+from redline.testing.processes import ROOT, free_port, prom_query, running, tool, wait_until
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -32,7 +32,7 @@ def buckets() -> dict[str, tuple]:
 
 
 def test_buckets_come_from_the_catalogue(buckets):
-    from generator.catalogue import load_catalogue
+    from redline.generate.catalogue import load_catalogue
 
     catalogue = load_catalogue(check_promql=False)
     assert buckets[CYCLE_DURATION] == catalogue.metric(CYCLE_DURATION).buckets
@@ -140,9 +140,9 @@ def test_operations_pools_caches_health(buckets):
 SERVICE = textwrap.dedent(
     """
     import sys, time
-    from exporters.instrument import Instrumentation
-    from exporters.web import serve
-    from exporters.otlp_bridge import OtlpBridge
+    from redline.telemetry.instrument import Instrumentation
+    from redline.telemetry.web import serve
+    from redline.telemetry.otlp_bridge import OtlpBridge
 
     inst = Instrumentation()
     cycle, cache = inst.cycle("main"), inst.cache("agent_status")
@@ -212,9 +212,9 @@ def test_real_prometheus_scrape_and_otlp_bridge(tmp_path):
 def test_instrumentation_module_imports_no_catalogue_when_buckets_given():
     code = (
         "import sys\nfrom prometheus_client import CollectorRegistry\n"
-        "from exporters.instrument import Instrumentation\n"
+        "from redline.telemetry.instrument import Instrumentation\n"
         "Instrumentation(CollectorRegistry(), buckets={'redline_cycle_duration_seconds': [1.0]})\n"
-        "assert 'generator.catalogue' not in sys.modules\n"
+        "assert 'redline.generate.catalogue' not in sys.modules\n"
     )
     import subprocess
 

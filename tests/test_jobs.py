@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from pg import PgCluster, pg_cluster
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, free_port, http_get, running, wait_until
 
-SCHEMA = (ROOT / "exporters" / "jobs" / "schema.sql").read_text()
-EXPORTER = [sys.executable, "-m", "exporters.jobs"]
+from redline.testing.pg import PgCluster, pg_cluster
+from redline.testing.processes import ROOT, free_port, http_get, running, wait_until
+
+SCHEMA = (ROOT / "redline" / "exporters" / "jobs" / "schema.sql").read_text()
+EXPORTER = [sys.executable, "-m", "redline.exporters.jobs"]
 
 # (state, duration seconds or None) of the finished rows; 25 and 45 sit exactly on bucket bounds.
 FINISHED = [
@@ -234,7 +235,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["--dsn", "host=x", "--statement-timeout", "soon"], "--statement-timeout: 'soon' is not a duration"),
         (["--dsn", "host=x", "--listen", "127.0.0.1"], "invalid listen address"),
         (
-            ["--dsn", "host=x", "--sql-file", str(ROOT / "exporters" / "jobs" / "schema.sql")],
+            ["--dsn", "host=x", "--sql-file", str(ROOT / "redline" / "exporters" / "jobs" / "schema.sql")],
             "query 'current' is missing",
         ),
     ],

@@ -1,6 +1,6 @@
 """The native stack keeps its data and secrets across `redline down` / `redline up`.
 
-Real processes on free ports through redline/sandbox.py (the real `redline up` and `redline down`).
+Real processes on free ports through redline/testing/sandbox.py (the real `redline up` and `redline down`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import urllib.parse
 
 import psycopg
 import pytest
-from support import http_get, wait_until
 
-from redline.sandbox import Sandbox
+from redline.testing.processes import http_get, wait_until
+from redline.testing.sandbox import Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

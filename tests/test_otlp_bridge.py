@@ -17,16 +17,16 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Hist
 from prometheus_client import CollectorRegistry, Counter, Info, Summary
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
-from support import free_port, http_get, prom_query, running, tool, wait_until
 
-from exporters import otlp_bridge
-from exporters.otlp_bridge import (
+from redline.telemetry import otlp_bridge
+from redline.telemetry.otlp_bridge import (
     OtlpBridge,
     add_otlp_arguments,
     bridge_from_args,
     stable_instance_id,
 )
-from exporters.web import serve
+from redline.telemetry.web import serve
+from redline.testing.processes import free_port, http_get, prom_query, running, tool, wait_until
 
 SERVICE = "bridge-test"
 
@@ -232,7 +232,7 @@ def test_backend_down_then_up_carries_the_totals(
             jobs.inc(5)
             assert bridge.export_once() is False
             assert http_get(server.metrics_url)[0] == 200  # still serving /metrics
-        warnings = [r for r in caplog.records if r.name == "exporters.otlp_bridge"]
+        warnings = [r for r in caplog.records if r.name == "redline.telemetry.otlp_bridge"]
         assert len(warnings) == 1, "failures are logged once per minute, with a count"
         assert f"127.0.0.1:{port}" in warnings[0].getMessage()
         assert not [r for r in caplog.records if r.name.startswith("opentelemetry")], "library noise leaked"

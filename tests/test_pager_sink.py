@@ -11,7 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import free_port, http_get, running
+
+from redline.testing.processes import free_port, http_get, running
 
 SINK = [sys.executable, "-m", "redline.cli", "pager-sink"]
 

@@ -12,7 +12,7 @@ import pytest
 # block per arena in use to stderr.
 CHILD = """
 import ctypes, sys, threading
-from exporters.process import share_malloc_arena
+from redline.exporters.process import share_malloc_arena
 applied = share_malloc_arena() if sys.argv[1] == "share" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import ROOT, free_port, http_get, running, tool
 
-from redline import reload
+from redline.stack import reload
+from redline.testing.processes import ROOT, free_port, http_get, running, tool
 
 pytestmark = pytest.mark.timeout(120)
 

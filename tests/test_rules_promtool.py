@@ -5,14 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import yaml
-from support import tool
 
-from generator.catalogue import load_catalogue
-
-ROOT = Path(__file__).resolve().parents[1]
+from redline.generate.catalogue import load_catalogue
+from redline.paths import ROOT
+from redline.testing.processes import tool
 
 
 def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:

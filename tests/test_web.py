@@ -24,9 +24,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
-from support import free_port, prom_query, running, tool, wait_until
 
-from exporters.web import WebConfigError, load_web_config, parse_listen, serve
+from redline.telemetry.web import WebConfigError, load_web_config, parse_listen, serve
+from redline.testing.processes import free_port, prom_query, running, tool, wait_until
 
 
 @pytest.mark.parametrize(

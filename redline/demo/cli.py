@@ -1,0 +1,292 @@
+"""`redline demo`: run the simulator; `redline demo fault ...` and `redline demo faults` drive it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from prometheus_client import disable_created_metrics
+
+from redline.demo.faults import FAULTS, describe
+from redline.demo.system import SimulatedSystem
+from redline.telemetry.contract import HISTOGRAM_BUCKETS
+from redline.topology import PORTS
+
+PROG = "redline demo"
+PIPELINE_DSN_ENV = "REDLINE_DEMO_PIPELINE_DSN"
+# control name -> key in redline/topology.py
+PORT_KEYS = {
+    "control": "demo-control",
+    "gamebook": "demo-gamebook",
+    "qerrors": "demo-qerrors",
+    "qerrors-staging": "demo-qerrors-staging",
+    "pipeline": "demo-pipeline",
+    "tmux": "demo-tmux",
+}
+DEFAULT_CONTROL = f"http://127.0.0.1:{PORTS['demo-control']}"
+TICK_SECONDS = 0.1
+log = logging.getLogger("redline.demo")
+
+
+class UsageError(ValueError):
+    """Bad arguments: one line on stderr, exit status 2."""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Simulate GameBook Studio, qerrors (production and staging), the job pipeline and the\n"
+            "tmux-orchestrator monitor, each on its own port with /metrics and /health, plus a control\n"
+            "endpoint for fault injection.\n\n"
+            "Other forms:\n"
+            "  redline demo fault SYSTEM FAULT [--clear] [--control URL]   inject or clear a fault\n"
+            "  redline demo faults [--control URL]                         list faults and their state"
+        ),
+        epilog="faults (SYSTEM FAULT):\n" + describe(),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind every port on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        help="control port; the systems follow at +1..+5 (default: the ports of redline/topology.py)",
+    )
+    parser.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        help=f"port of one part ({', '.join(PORT_KEYS)}); 0 picks a free port. Repeatable.",
+    )
+    parser.add_argument(
+        "--pipeline-dsn",
+        help=f"PostgreSQL DSN of the job table the simulated pipeline writes (or ${PIPELINE_DSN_ENV}); "
+        "without it only the pipeline's API is simulated and its job and database faults are refused",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        help="OTLP/HTTP receiver for the browsers' FPS gauge, e.g. http://127.0.0.1:8429/opentelemetry/v1/metrics",
+    )
+    parser.add_argument(
+        "--otlp-interval", type=_positive, default=15.0, help="seconds between FPS pushes (15)"
+    )
+    parser.add_argument("--traffic-scale", type=_positive, default=1.0, help="multiply request rates (1.0)")
+    parser.add_argument(
+        "--time-scale", type=_positive, default=1.0, help="simulated job seconds per real second (1.0)"
+    )
+    parser.add_argument(
+        "--agents", type=int, default=50, help="agents the tmux monitor covers per cycle (50)"
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default: random)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, int]:
+    """Port of every part: ports.py defaults or base+offset, then NAME=PORT overrides."""
+    control_default = PORTS[PORT_KEYS["control"]]
+    ports = {
+        name: (PORTS[key] if base_port is None else base_port + PORTS[key] - control_default)
+        for name, key in PORT_KEYS.items()
+    }
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in PORT_KEYS:
+            raise UsageError(f"--port {item!r}: expected NAME=PORT with NAME one of {', '.join(PORT_KEYS)}")
+        if not text.isdigit() or int(text) > 65535:
+            raise UsageError(f"--port {item!r}: {text!r} is not a port number 0-65535")
+        ports[name] = int(text)
+    for name, port in ports.items():
+        if not 0 <= port <= 65535:
+            raise UsageError(f"--base-port: port of {name} would be {port}, outside 0-65535")
+    return ports
+
+
+def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, SimulatedSystem]:
+    """The simulated systems by control name."""
+    from redline.demo.gamebook import GameBook
+    from redline.demo.pipeline import Pipeline
+    from redline.demo.qerrors import QErrors
+    from redline.demo.tmux import TmuxMonitor
+
+    buckets = HISTOGRAM_BUCKETS  # the catalogue's (redline/telemetry/contract.py)
+    instrument_buckets = {k: v for k, v in buckets.items() if k.startswith("redline_")}
+    common = {"traffic_scale": args.traffic_scale}
+    seed = args.seed
+    systems: list[SimulatedSystem] = [
+        GameBook(
+            buckets=buckets.get("http_request_duration_seconds"),
+            otlp_endpoint=args.otlp_endpoint,
+            otlp_interval=args.otlp_interval,
+            seed=seed,
+            **common,
+        ),
+        QErrors("production", buckets=buckets.get("qerrors_request_duration_seconds"), seed=seed, **common),
+        QErrors("staging", buckets=buckets.get("qerrors_request_duration_seconds"), seed=seed, **common),
+        Pipeline(
+            dsn=dsn, time_scale=args.time_scale, request_buckets=instrument_buckets, seed=seed, **common
+        ),
+        TmuxMonitor(agents=args.agents, buckets=instrument_buckets, seed=seed, **common),
+    ]
+    return {system.name: system for system in systems}
+
+
+def _tick_forever(systems: Sequence[SimulatedSystem], stop: threading.Event) -> None:
+    last = time.monotonic()
+    while not stop.wait(TICK_SECONDS):
+        now = time.monotonic()
+        for system in systems:
+            try:
+                system.tick(now - last)
+            except Exception:  # one broken simulation must not stop the others
+                log.exception("simulating %s failed", system.name)
+        last = now
+
+
+def run(argv: list[str]) -> int:
+    """Run every simulated system until SIGINT/SIGTERM."""
+    from redline.demo.control import Control, SystemServer
+    from redline.telemetry.web import serve
+
+    args = run_parser().parse_args(argv)
+    disable_created_metrics()  # the simulated systems expose no *_created series (as prom-client)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    servers = []
+    try:
+        ports = resolve_ports(args.base_port, args.port)
+        dsn = args.pipeline_dsn or os.environ.get(PIPELINE_DSN_ENV) or None
+        if dsn:
+            import psycopg
+
+            from redline.exporters.jobs.cli import redact
+
+            try:
+                psycopg.conninfo.conninfo_to_dict(dsn)
+            except psycopg.ProgrammingError as err:
+                reason = redact(str(err).strip().splitlines()[0], dsn)
+                raise UsageError(f"--pipeline-dsn: invalid PostgreSQL connection string: {reason}") from None
+        systems = build_systems(args, dsn)
+        for name, system in systems.items():
+            server = SystemServer(system, args.host, ports[name])
+            server.start()
+            servers.append(server)
+        control = Control({server.system.name: server for server in servers})
+        control_server = serve(control.registry, f"{args.host}:{ports['control']}", routes=control.routes())
+    except (UsageError, ValueError, OSError) as err:
+        for server in servers:
+            server.stop()
+        message = err.strerror if isinstance(err, OSError) and err.strerror else err
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for system in systems.values():
+        system.start()
+    ticker = threading.Thread(target=_tick_forever, args=(list(systems.values()), stop), daemon=True)
+    ticker.start()
+    print(f"demo-control {control_server.url}/faults", flush=True)
+    for server in servers:
+        print(f"demo-{server.system.name} {server.url}", flush=True)
+    stop.wait()
+    ticker.join(timeout=2)
+    for system in systems.values():
+        system.stop()
+    control_server.shutdown()
+    for server in servers:
+        server.stop()
+    return 0
+
+
+def control_request(control: str, method: str, path: str) -> tuple[int, object]:
+    """One request to the demo's control endpoint: (HTTP status, decoded JSON body)."""
+    request = urllib.request.Request(control.rstrip("/") + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def fault(argv: list[str]) -> int:
+    """`redline demo fault SYSTEM FAULT [--clear]`."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} fault",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Inject a fault into the running demo (or clear it with --clear).",
+        epilog="faults (SYSTEM FAULT):\n" + describe(),
+    )
+    parser.add_argument("system", choices=list(FAULTS))
+    parser.add_argument("fault")
+    parser.add_argument("--clear", action="store_true", help="turn the fault off")
+    parser.add_argument("--control", default=DEFAULT_CONTROL, help="demo control URL (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.fault not in FAULTS[args.system]:
+        print(
+            f"{PROG} fault: unknown fault {args.fault!r} for {args.system}; "
+            f"choose from {', '.join(FAULTS[args.system])}",
+            file=sys.stderr,
+        )
+        return 2
+    query = urllib.parse.urlencode({"system": args.system, "fault": args.fault})
+    try:
+        status, body = control_request(args.control, "DELETE" if args.clear else "POST", f"/fault?{query}")
+    except (OSError, ValueError) as err:
+        print(f"{PROG} fault: cannot reach the demo control at {args.control}: {err}", file=sys.stderr)
+        return 1
+    if status != 200:
+        error = body.get("error", body) if isinstance(body, dict) else body
+        print(f"{PROG} fault: {args.control} answered {status}: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.system} {args.fault}: {'cleared' if args.clear else 'injected'}")
+    return 0
+
+
+def faults(argv: list[str]) -> int:
+    """`redline demo faults`: the fault table, with the state of a running demo when it answers."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} faults", description="List the demo's faults.")
+    parser.add_argument("--control", default=DEFAULT_CONTROL, help="demo control URL (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        _status, rows = control_request(args.control, "GET", "/faults")
+    except (OSError, ValueError):
+        print(f"(no demo answers at {args.control}; showing the fault table)")
+        print(describe())
+        return 0
+    for row in rows if isinstance(rows, list) else []:
+        state = "ON " if row["active"] else "off"
+        alerts = ", ".join(f"{a['alert']} ({a['severity']})" for a in row["alerts"]) or "-"
+        print(f"  {state} {row['system']:<16} {row['fault']:<20} {row['description']}  [trips: {alerts}]")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fault":
+        return fault(argv[1:])
+    if argv and argv[0] == "faults":
+        return faults(argv[1:])
+    return run(argv)

@@ -1,0 +1,7 @@
+"""`python -m redline.exporters.jobs`: same as `redline exporter jobs`."""
+
+import sys
+
+from redline.exporters.jobs import main
+
+sys.exit(main(sys.argv[1:]))

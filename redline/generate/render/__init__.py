@@ -1,0 +1,42 @@
+"""The renderer registry: each renderer maps the catalogue to {relative path: file text}.
+
+`redline generate` writes the union of all renderers' outputs. To add an artefact, write a function
+`(catalogue) -> dict[str, str]` in its own module and append it to RENDERERS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redline.generate.catalogue import Catalogue
+from redline.generate.render.alertmanager_routes import render_alertmanager_route_tests
+from redline.generate.render.common import RenderError
+from redline.generate.render.contract import render_contract
+from redline.generate.render.dashboards import render_dashboards
+from redline.generate.render.promtool_tests import render_promtool_tests
+from redline.generate.render.rules import render_rules
+from redline.generate.render.runbooks import render_runbooks
+
+__all__ = ["RENDERERS", "RenderError", "Renderer", "render_all"]
+
+Renderer = Callable[[Catalogue], dict[str, str]]
+
+RENDERERS: list[Renderer] = [
+    render_rules,
+    render_promtool_tests,
+    render_runbooks,
+    render_dashboards,
+    render_alertmanager_route_tests,
+    render_contract,
+]
+
+
+def render_all(catalogue: Catalogue, renderers: list[Renderer] | None = None) -> dict[str, str]:
+    """Run every renderer in memory; returns {relative path: text}, sorted by path."""
+    files: dict[str, str] = {}
+    for renderer in RENDERERS if renderers is None else renderers:
+        for path, text in renderer(catalogue).items():
+            if path in files:
+                raise RenderError(f"{path} is produced by two renderers (second: {renderer.__name__})")
+            files[path] = text
+    return dict(sorted(files.items()))

@@ -1,0 +1,545 @@
+"""Render promtool unit tests for every alert: prometheus/tests/<system>_test.yml.
+
+Threshold alerts, per level, get at least three cases:
+  - "safe":    the signal held just on the good side of the threshold for a long time -> not firing;
+  - "pending": the signal jumps just past the threshold; checked one interval before `for` ends -> not firing;
+  - "firing":  the same series after `for` (plus settling time) -> firing, exact labels and annotations.
+Other levels of the same alert are part of the expectation (a critical breach also fires the warning).
+SLO alerts get three burn-rate cases: fast burn pages (and tickets), slow burn tickets only, within
+budget stays silent. Input series come from each entry's `test:` fixture: every series follows
+scale * v + offset (gauge value, or counter rate per second), so the signal equals v.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from redline.generate.catalogue import (
+    Alert,
+    Catalogue,
+    Fixture,
+    Slo,
+    System,
+    Threshold,
+    format_duration,
+    format_number,
+    parse_duration,
+)
+from redline.generate.humanize import format_value, humanize_percentage, value_template
+from redline.generate.render.common import RenderError, header, yaml_dump
+from redline.generate.render.rules import rule_path, system_alerts, tiers_by_severity
+
+SERIES_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
+LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+SLO_VALUE_TEMPLATE = "{{ $value | humanizePercentage }}"
+# Burn-rate test points, as multiples of the error budget.
+FAST_BURN, SLOW_BURN, WITHIN_BUDGET = 16.0, 4.5, 0.5
+# Baseline tests span more than a week; they live in their own file, evaluated every 5 test intervals.
+BASELINE_EVAL_STEPS = 5
+
+
+class FixtureError(RenderError):
+    """A fixture cannot produce a deterministic test; names file, entry and field like CatalogueError."""
+
+    def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        prefix = f"{file}: entry {entry!r}: field {field_name!r}: "
+        super().__init__(problem if problem.startswith(prefix) else prefix + problem)
+
+
+def test_path(system_id: str) -> str:
+    return f"prometheus/tests/{system_id}_test.yml"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input series
+
+
+def parse_series(text: str) -> tuple[str, dict[str, str]]:
+    """'name{a="b"}' -> ('name', {'a': 'b'}) (the promtool series notation, not a PromQL selector)."""
+    match = SERIES_RE.match(text.strip())
+    if not match:
+        raise ValueError(f'not a series like name{{label="value"}}: {text!r}')
+    name, body = match.group(1), match.group(2) or ""
+    labels, position = {}, 0
+    while position < len(body):
+        pair = LABEL_PAIR_RE.match(body, position)
+        if not pair or pair.end() == position:
+            raise ValueError(f"cannot read labels of {text!r}")
+        labels[pair.group(1)] = pair.group(2)
+        position = pair.end()
+    return name, labels
+
+
+def series_text(name: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}" if inner else name
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Phases of one test group: [(signal value v, number of samples)], sampled every `interval` seconds."""
+
+    interval: int
+    phases: tuple[tuple[float, int], ...]
+
+
+def series_values(kind: str, scale: float, offset: float, timeline: Timeline, where: str) -> str:
+    """promtool expanding notation for one series over the timeline."""
+    parts, cumulative = [], 0.0
+    for index, (v, samples) in enumerate(timeline.phases):
+        level = scale * v + offset
+        if kind == "gauge":
+            parts.append(f"{format_number(level)}x{samples - 1}")
+            continue
+        if level < 0:
+            raise ValueError(f"{where}: counter rate {level} < 0 at v={v}")
+        step = level * timeline.interval
+        start = cumulative if index == 0 else cumulative + step
+        parts.append(f"{format_number(start)}+{format_number(step)}x{samples - 1}")
+        cumulative = start + step * (samples - 1)
+    return " ".join(parts)
+
+
+def input_series(
+    fixture: Fixture, target: dict[str, str], timeline: Timeline, where: str
+) -> tuple[list[dict], dict[str, str]]:
+    """The group's input_series and the merged labels of all series (for expected alert labels)."""
+    rows: list[dict] = []
+    seen_labels: dict[str, str] = {}
+    for item in fixture.series:
+        name, labels = parse_series(item.series)
+        merged = {**target, **labels}
+        for key, value in merged.items():
+            seen_labels.setdefault(key, value)
+        rows.append(
+            {
+                "series": series_text(name, merged),
+                "values": series_values(item.type, item.scale, item.offset, timeline, where),
+            }
+        )
+    return rows, seen_labels
+
+
+# ----------------------------------------------------------------------------------------------------
+# Expected alerts
+
+
+def breach_and_safe(threshold: Threshold) -> tuple[float, float]:
+    """(a value just past the threshold, a value just on its good side)."""
+    value, op = threshold.value, threshold.operator
+    alerting_up = op in (">", ">=")
+    if threshold.unit == "boolean":
+        safe = threshold.target
+        return (1.0 - safe, safe)
+    if threshold.unit == "count":
+        step = 1.0
+        if op == ">":
+            return value + step, value
+        if op == ">=":
+            return value, value - step
+        if op == "<":
+            return value - step, value
+        return value, value + step
+    delta = abs(value) * 0.02 if value else 0.01
+    breach = value + delta if alerting_up else value - delta
+    safe = value - delta if alerting_up else value + delta
+    return round(breach, 12), round(safe, 12)
+
+
+def holds(threshold: Threshold, v: float) -> bool:
+    return {
+        ">": v > threshold.value,
+        ">=": v >= threshold.value,
+        "<": v < threshold.value,
+        "<=": v <= threshold.value,
+    }[threshold.operator]
+
+
+def expected_annotations(alert: Alert, value: float) -> dict[str, str]:
+    """The alert's annotations as Prometheus renders them for $value = value."""
+    out = {}
+    for key, text in alert.annotations.items():
+        if isinstance(alert.source, Threshold):
+            text = text.replace(value_template(alert.source.unit), format_value(alert.source.unit, value))
+        else:
+            text = text.replace(SLO_VALUE_TEMPLATE, humanize_percentage(value))
+        if "{{" in text:
+            raise ValueError(f"annotation {key} of {alert.alert_name} has a template the test cannot predict")
+        out[key] = text
+    return out
+
+
+def expected_labels(alert: Alert, fixture: Fixture, seen: dict[str, str], where: str) -> dict[str, str]:
+    labels = {}
+    for key in fixture.keeps:
+        if key not in seen:
+            raise ValueError(f"{where}: kept label {key!r} is on no input series")
+        labels[key] = seen[key]
+    labels.update(alert.labels)
+    return dict(sorted(labels.items()))
+
+
+def _state(level: Threshold, t: int, v1: float, v2: float, p: int, settle: int) -> bool | None:
+    """Is this level firing at time t when the signal is v1 before p and v2 after (settling within
+    `settle`)? None when it cannot be said for sure."""
+    f = parse_duration(level.for_)
+    c1, c2 = holds(level, v1), holds(level, v2)
+    if t < p:
+        if not c1:
+            return False
+        return True if t - settle >= f else (False if t < f else None)
+    if c1 and c2:
+        return True if t - settle >= f else (False if t < f else None)
+    if c2:
+        return True if t >= p + settle + f else (False if t < p + f else None)
+    if c1:
+        return False if t >= p + settle else None
+    return False
+
+
+def _exp_alerts(
+    alerts: list[Alert],
+    fixture: Fixture,
+    seen: dict[str, str],
+    t: int,
+    v1: float,
+    v2: float,
+    p: int,
+    settle: int,
+    where: str,
+) -> list[dict]:
+    expected = []
+    for alert in alerts:
+        level = alert.source
+        assert isinstance(level, Threshold)
+        state = _state(level, t, v1, v2, p, settle)
+        if state is None:
+            raise ValueError(
+                f"{where}: cannot tell whether the {level.severity} level fires at {format_duration(t)}; "
+                "give the levels the same 'for'"
+            )
+        if state:
+            value = v2 if t >= p + settle else v1
+            expected.append(
+                {
+                    "exp_labels": expected_labels(alert, fixture, seen, where),
+                    "exp_annotations": expected_annotations(alert, value),
+                }
+            )
+    return expected
+
+
+def _round_up(seconds: int, interval: int) -> int:
+    return -(-seconds // interval) * interval
+
+
+def threshold_tests(
+    catalogue: Catalogue, system: System, alerts: list[Alert], level_alert: Alert
+) -> list[dict]:
+    """Test groups for one level of a threshold entry (all levels of the alert in the expectation)."""
+    level = level_alert.source
+    assert isinstance(level, Threshold) and level.fixture is not None
+    fixture, where = level.fixture, f"{level.file}: entry {level.id!r}: field 'test'"
+    interval = parse_duration(catalogue.settings.test_interval)
+    settle = _round_up(parse_duration(catalogue.settings.test_settle), interval)
+    targets = [dict(t) for t in system.test_targets] or [{}]
+    same_name = [a for a in alerts if a.alert_name == level.alert_name]
+    name = f"{level.alert_name} {level.severity}"
+    if fixture.kind == "always":
+        return [_always_group(level_alert, fixture, targets[0], interval, name, where)]
+    if fixture.kind == "baseline":
+        return _baseline_groups(level_alert, fixture, targets, interval, settle, name, where)
+
+    levels = [a.source for a in same_name if isinstance(a.source, Threshold)]
+    breach, safe = breach_and_safe(level)
+    # before the jump: a value safe for every level of this alert
+    all_clear = max if level.operator in ("<", "<=") else min
+    v_clear = all_clear(breach_and_safe(other)[1] for other in levels)
+    f = parse_duration(level.for_)
+    p = 2 * settle
+    t_fire = _round_up(p + settle + f, interval)
+    t_pending = p + f - interval
+    groups = []
+
+    # safe: just on the good side of the threshold all along
+    timeline = Timeline(interval, ((safe, p // interval), (safe, (t_fire - p) // interval + 1)))
+    rows, seen = input_series(fixture, targets[0], timeline, where)
+    groups.append(
+        {
+            "name": f"{name}: silent just below the threshold ({_show(level, safe)})",
+            "interval": format_duration(interval),
+            "input_series": rows,
+            "alert_rule_test": [
+                {
+                    "eval_time": format_duration(t_fire),
+                    "alertname": level.alert_name,
+                    "exp_alerts": _exp_alerts(same_name, fixture, seen, t_fire, safe, safe, p, settle, where),
+                }
+            ],
+        }
+    )
+    # breach: all clear, then just past the threshold
+    for index, target in enumerate(targets):
+        timeline = Timeline(interval, ((v_clear, p // interval), (breach, (t_fire - p) // interval + 1)))
+        rows, seen = input_series(fixture, target, timeline, where)
+        cases = []
+        if index == 0 and t_pending >= p:
+            cases.append(
+                {
+                    "eval_time": format_duration(t_pending),
+                    "alertname": level.alert_name,
+                    "exp_alerts": _exp_alerts(
+                        same_name, fixture, seen, t_pending, v_clear, breach, p, settle, where
+                    ),
+                }
+            )
+        cases.append(
+            {
+                "eval_time": format_duration(t_fire),
+                "alertname": level.alert_name,
+                "exp_alerts": _exp_alerts(
+                    same_name, fixture, seen, t_fire, v_clear, breach, p, settle, where
+                ),
+            }
+        )
+        label = "" if index == 0 else f" ({', '.join(f'{k}={v}' for k, v in sorted(target.items()))})"
+        groups.append(
+            {
+                "name": f"{name}: just past the threshold ({_show(level, breach)}): silent before "
+                f"'for' ({level.for_}), firing after{label}",
+                "interval": format_duration(interval),
+                "input_series": rows,
+                "alert_rule_test": cases,
+            }
+        )
+    return groups
+
+
+def _show(level: Threshold, v: float) -> str:
+    return format_value(level.unit, v)
+
+
+def _always_group(
+    alert: Alert, fixture: Fixture, target: dict[str, str], interval: int, name: str, where: str
+) -> dict:
+    timeline = Timeline(interval, ((1.0, 61),))
+    rows, seen = input_series(fixture, target, timeline, where)
+    expected = [
+        {
+            "exp_labels": expected_labels(alert, fixture, seen, where),
+            "exp_annotations": expected_annotations(alert, 1.0),
+        }
+    ]
+    return {
+        "name": f"{name}: always firing",
+        "interval": format_duration(interval),
+        "input_series": rows,
+        "alert_rule_test": [
+            {"eval_time": format_duration(t), "alertname": alert.alert_name, "exp_alerts": expected}
+            for t in (0, 10 * interval, 60 * interval)
+        ],
+    }
+
+
+def _baseline_groups(
+    alert: Alert,
+    fixture: Fixture,
+    targets: list[dict[str, str]],
+    interval: int,
+    settle: int,
+    name: str,
+    where: str,
+) -> list[dict]:
+    """Error rate vs baseline: history at v=1 (the baseline), then v. Also: no history at all, and
+    history of only a day (the fallback baseline)."""
+    level = alert.source
+    assert isinstance(level, Threshold)
+    breach, safe = breach_and_safe(level)
+    f = parse_duration(level.for_)
+    step = BASELINE_EVAL_STEPS * interval
+    week = parse_duration("1w")
+    hour = parse_duration("1h")
+    groups = []
+
+    def group(title: str, history: int, v: float, checks: list[tuple[int, bool]]) -> dict:
+        end = max(t for t, _ in checks)
+        phases = (
+            ((1.0, history // interval), (v, (end - history) // interval + 1))
+            if history
+            else ((v, end // interval + 1),)
+        )
+        rows, seen = input_series(fixture, targets[0], Timeline(interval, phases), where)
+        cases = []
+        for t, firing in checks:
+            exp = []
+            if firing:
+                exp = [
+                    {
+                        "exp_labels": expected_labels(alert, fixture, seen, where),
+                        "exp_annotations": expected_annotations(alert, v),
+                    }
+                ]
+            cases.append({"eval_time": format_duration(t), "alertname": alert.alert_name, "exp_alerts": exp})
+        return {
+            "name": f"{name}: {title}",
+            "interval": format_duration(interval),
+            "input_series": rows,
+            "alert_rule_test": cases,
+            "_baseline": True,
+        }
+
+    h = week + hour
+    t_fire = _round_up(h + settle + f, step)
+    groups.append(
+        group(
+            f"silent just below {format_value(level.unit, level.value)} the week-ago baseline "
+            f"({format_value(level.unit, safe)})",
+            h,
+            safe,
+            [(t_fire, False)],
+        )
+    )
+    groups.append(
+        group(
+            f"{format_value(level.unit, breach)} the week-ago baseline: silent before 'for', firing after",
+            h,
+            breach,
+            [(h + f - step, False), (t_fire, True)],
+        )
+    )
+    day = parse_duration("1d")
+    groups.append(
+        group(
+            "one day of history: the day-before baseline is used",
+            day,
+            breach,
+            [(_round_up(day + settle + f, step), True)],
+        )
+    )
+    groups.append(
+        group(
+            "no history: no baseline, silent; after an hour the fallback baseline equals now",
+            0,
+            breach,
+            [(hour // 2, False), (2 * hour, False)],
+        )
+    )
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------------
+# SLO burn-rate tests
+
+
+def slo_tests(catalogue: Catalogue, system: System, slo: Slo, alerts: list[Alert]) -> list[dict]:
+    assert slo.fixture is not None
+    fixture, where = slo.fixture, f"{slo.file}: entry {slo.id!r}: field 'test'"
+    interval = parse_duration(catalogue.settings.test_interval)
+    settle = parse_duration(catalogue.settings.test_settle)
+    tiers = tiers_by_severity(catalogue)
+    longest_for = max(parse_duration(t.for_) for group in tiers.values() for t in group)
+    t_eval = _round_up(longest_for + settle, interval)
+    target = dict(system.test_targets[0]) if system.test_targets else {}
+    slo_alerts = [a for a in alerts if a.source is slo]
+    groups = []
+    for title, multiple in (
+        ("fast burn pages", FAST_BURN),
+        ("slow burn opens a ticket", SLOW_BURN),
+        ("within budget stays silent", WITHIN_BUDGET),
+    ):
+        v = round(multiple * slo.error_budget, 12)
+        if v > 1:
+            raise ValueError(f"{where}: {multiple}x the budget is above 100% errors")
+        rows, seen = input_series(fixture, target, Timeline(interval, ((v, t_eval // interval + 1),)), where)
+        expected = []
+        for alert in slo_alerts:
+            if any(multiple > tier.factor for tier in tiers[alert.severity]):
+                expected.append(
+                    {
+                        "exp_labels": expected_labels(alert, fixture, seen, where),
+                        "exp_annotations": expected_annotations(alert, v),
+                    }
+                )
+        groups.append(
+            {
+                "name": f"{slo.alert_name}: {title} ({format_number(multiple)}x the error budget, "
+                f"{humanize_percentage(v)} errors)",
+                "interval": format_duration(interval),
+                "input_series": rows,
+                "alert_rule_test": [
+                    {
+                        "eval_time": format_duration(t_eval),
+                        "alertname": slo.alert_name,
+                        "exp_alerts": expected,
+                    }
+                ],
+            }
+        )
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files
+
+
+def system_test_groups(catalogue: Catalogue, system: System) -> list[dict]:
+    """Every test group of a system's alerts (baseline groups marked with '_baseline')."""
+    alerts = system_alerts(catalogue, system)
+    groups: list[dict] = []
+    for alert in alerts:
+        source = alert.source
+        try:
+            if isinstance(source, Threshold):
+                if source.fixture is None:
+                    raise ValueError("missing; every alert needs a fixture for its promtool tests")
+                groups.extend(threshold_tests(catalogue, system, alerts, alert))
+            elif alert is next(a for a in alerts if a.source is source):  # once per SLO
+                if source.fixture is None:
+                    raise ValueError("missing; every SLO needs a fixture for its burn-rate tests")
+                groups.extend(slo_tests(catalogue, system, source, alerts))
+        except ValueError as err:
+            raise FixtureError(source.file, source.id, "test", str(err)) from None
+    return groups
+
+
+def _test_document(catalogue: Catalogue, system: System, groups: list[dict], evaluation_interval: str) -> str:
+    names = catalogue_rule_groups(catalogue, system)
+    order = [f"{system.id}-records", f"{system.id}-slo-records", f"{system.id}-alerts"]
+    document = {
+        "rule_files": [f"../rules/{system.id}.yml"],
+        "evaluation_interval": evaluation_interval,
+        "group_eval_order": [g for g in order if g in names],
+        "tests": [{k: v for k, v in g.items() if k != "_baseline"} for g in groups],
+    }
+    sources = [f"thresholds/{system.file} (tests for {rule_path(system.id)})"]
+    return header("#", sources) + yaml_dump(document)
+
+
+def catalogue_rule_groups(catalogue: Catalogue, system: System) -> set[str]:
+    """Names of the rule groups rendered for a system."""
+    names = {f"{system.id}-alerts"}
+    if any(t.record for t in system.thresholds):
+        names.add(f"{system.id}-records")
+    if system.slos:
+        names.add(f"{system.id}-slo-records")
+    return names
+
+
+def render_promtool_tests(catalogue: Catalogue) -> dict[str, str]:
+    """Renderer: one promtool test file per system."""
+    files = {}
+    interval = parse_duration(catalogue.settings.test_interval)
+    for system in catalogue.systems:
+        groups = system_test_groups(catalogue, system)
+        regular = [g for g in groups if not g.get("_baseline")]
+        baseline = [g for g in groups if g.get("_baseline")]
+        if regular:
+            files[test_path(system.id)] = _test_document(
+                catalogue, system, regular, catalogue.settings.test_interval
+            )
+        if baseline:
+            files[f"prometheus/tests/{system.id}_baseline_test.yml"] = _test_document(
+                catalogue, system, baseline, format_duration(BASELINE_EVAL_STEPS * interval)
+            )
+    return files

@@ -1,0 +1,166 @@
+"""Render docs/runbooks/<system>.md (one section per alert) and docs/runbooks/README.md (the index)."""
+
+from __future__ import annotations
+
+from redline.generate.catalogue import Catalogue, Runbook, Slo, System, Threshold
+from redline.generate.conventions import dashboard_url, runbook_anchor
+from redline.generate.humanize import format_value, humanize_percentage
+from redline.generate.render.common import header
+from redline.generate.render.rules import (
+    SIDE_WORDS,
+    burn_rate_windows,
+    slo_record,
+    target_phrase,
+    tiers_by_severity,
+)
+
+
+def runbook_path(system_id: str) -> str:
+    return f"docs/runbooks/{system_id}.md"
+
+
+def _common(runbook: Runbook) -> list[str]:
+    lines = ["**Likely causes**", ""]
+    lines += [f"- {cause}" for cause in runbook.causes]
+    lines += ["", "**First steps**", ""]
+    lines += [f"{number}. {action}" for number, action in enumerate(runbook.actions, start=1)]
+    lines += ["", f"**Escalation**: {runbook.escalation}", ""]
+    return lines
+
+
+def threshold_section(catalogue: Catalogue, levels: list[Threshold]) -> list[str]:
+    first = levels[0]
+    lines = [
+        f"## {first.alert_name}",
+        "",
+        f"_{first.summary}._",
+        "",
+        f"**What it means**: {first.runbook.meaning}",
+        "",
+        "**Threshold**",
+        "",
+    ]
+    for level in levels:
+        lines.append(
+            f"- `{level.severity}` when {_lower_first(first.measures)} is {SIDE_WORDS[level.operator]} "
+            f"**{format_value(level.unit, level.value)}** for {level.for_} "
+            f"(target: {target_phrase(level)}). "
+            f'Source `{level.source}`: "{level.quote}"'
+        )
+    lines += [
+        "",
+        "**Signal** (PromQL; the alert fires while this condition holds):",
+        "",
+        "```promql",
+        first.expr if len(levels) == 1 else first.signal,
+        "```",
+        "",
+    ]
+    if first.record:
+        lines += [f"Recorded as `{first.record}`.", ""]
+    lines += [f"**Dashboard**: {dashboard_url(catalogue.settings, first.system, first.id)}", ""]
+    return lines + _common(first.runbook)
+
+
+def _lower_first(text: str) -> str:
+    """'Mean cycle time' -> 'mean cycle time', but 'CPU used' stays."""
+    return text[0].lower() + text[1:] if text[1:2].islower() else text
+
+
+def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
+    lines = [
+        f"## {slo.alert_name}",
+        "",
+        f"_{slo.summary}._",
+        "",
+        f"**What it means**: {slo.runbook.meaning}",
+        "",
+        f"**Objective**: {humanize_percentage(slo.objective)} over {slo.period} "
+        f'(error budget {humanize_percentage(slo.error_budget)}). Source `{slo.source}`: "{slo.quote}"',
+        "",
+        "**Burn-rate alerts** (both windows of a row must burn faster than the factor times the budget):",
+        "",
+        "| severity | factor | long window | short window | error ratio above | for |",
+        "|---|---|---|---|---|---|",
+    ]
+    for severity, tiers in tiers_by_severity(catalogue).items():
+        for tier in tiers:
+            lines.append(
+                f"| {severity} | {tier.factor:g}x | {tier.long_window} | {tier.short_window} | "
+                f"{humanize_percentage(tier.factor * slo.error_budget)} | {tier.for_} |"
+            )
+    windows = ", ".join(burn_rate_windows(catalogue))
+    lines += [
+        "",
+        f"**Error ratio** (PromQL, recorded as "
+        f'`{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
+        f" and {slo.period}; budget left in `slo:error_budget_remaining:ratio`):",
+        "",
+        "```promql",
+        slo.error_ratio_for("5m"),
+        "```",
+        "",
+        f"**Dashboard**: {dashboard_url(catalogue.settings, slo.system, slo.id)}",
+        "",
+    ]
+    return lines + _common(slo.runbook)
+
+
+def render_system_runbook(catalogue: Catalogue, system: System) -> str:
+    lines = [
+        f"<!-- {header('', [f'thresholds/{system.file}']).replace(chr(10), ' ').strip()} -->",
+        "",
+        f"# Runbook: {system.name}",
+        "",
+        f'Alerts of `system="{system.id}"`, from the handover `{system.source}`. '
+        "Each section: what the alert",
+        "means, its threshold and the quoted source line, likely causes, first steps and escalation.",
+        "",
+    ]
+    for alert_name in _alert_names(system):
+        lines.append(f"- [{alert_name}](#{runbook_anchor(alert_name)})")
+    lines.append("")
+    done: set[str] = set()
+    for threshold in system.thresholds:
+        if threshold.alert_name in done:
+            continue
+        done.add(threshold.alert_name)
+        lines += threshold_section(
+            catalogue, [t for t in system.thresholds if t.alert_name == threshold.alert_name]
+        )
+    for slo in system.slos:
+        lines += slo_section(catalogue, slo)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _alert_names(system: System) -> list[str]:
+    names: list[str] = []
+    items: list[Threshold | Slo] = [*system.thresholds, *system.slos]
+    for item in items:
+        if item.alert_name not in names:
+            names.append(item.alert_name)
+    return names
+
+
+def render_index(catalogue: Catalogue) -> str:
+    lines = [
+        f"<!-- {header('', ['thresholds/*.yml']).replace(chr(10), ' ').strip()} -->",
+        "",
+        "# Runbooks",
+        "",
+        "One page per system, one section per alert (alert names link to their section).",
+        "",
+    ]
+    for system in catalogue.systems:
+        lines += [f"## [{system.name}]({system.id}.md)", ""]
+        for alert_name in _alert_names(system):
+            lines.append(f"- [{alert_name}]({system.id}.md#{runbook_anchor(alert_name)})")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_runbooks(catalogue: Catalogue) -> dict[str, str]:
+    """Renderer: one runbook page per system, plus the index."""
+    files = {runbook_path(s.id): render_system_runbook(catalogue, s) for s in catalogue.systems}
+    files["docs/runbooks/README.md"] = render_index(catalogue)
+    return files

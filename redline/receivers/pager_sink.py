@@ -1,0 +1,176 @@
+"""`redline pager-sink`: a webhook receiver that stands in for the paging service on this machine.
+
+Alertmanager (or any JSON webhook sender, e.g. a Slack integration pointed here) POSTs to any path; the
+path names the receiver (/pager, /ticket, /watchdog, ...). Each notification is appended as one JSON line
+`{"received_at": ..., "path": ..., "payload": ...}` to the --out file (fsync'ed before the answer, so a
+200 means the notification is on disk) and summarised on the console, one line per alert.
+
+GET /-/healthy answers 200; GET /notifications returns the JSON lines recorded so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from redline.telemetry.web import parse_listen
+from redline.topology import PORTS
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class NotificationLog:
+    """Append-only JSON-lines file; one line per notification, fsync'ed before returning."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        # O_APPEND: every write lands at the end, even if another process appends too.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            os.write(self._fd, line)
+            os.fsync(self._fd)
+
+    def read(self) -> bytes:
+        with self._lock:
+            return self.path.read_bytes()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def summary_lines(received_at: str, path: str, payload: Any) -> list[str]:
+    """One console line per alert of an Alertmanager webhook payload (one line for other JSON)."""
+    if not (isinstance(payload, dict) and isinstance(payload.get("alerts"), list)):
+        return [f"{received_at} {path} non-Alertmanager JSON payload"]
+    lines = []
+    for alert in payload["alerts"]:
+        labels = alert.get("labels", {}) if isinstance(alert, dict) else {}
+        annotations = alert.get("annotations", {}) if isinstance(alert, dict) else {}
+        status = alert.get("status", payload.get("status", "?")) if isinstance(alert, dict) else "?"
+        others = " ".join(
+            f"{k}={v}" for k, v in sorted(labels.items()) if k not in {"alertname", "severity", "system"}
+        )
+        lines.append(
+            f"{received_at} {path} {str(status).upper()} {labels.get('severity', '-')} "
+            f"{labels.get('system', '-')} {labels.get('alertname', '-')} {{{others}}} "
+            f"{annotations.get('summary', '')}".rstrip()
+        )
+    return lines
+
+
+class SinkHandler(BaseHTTPRequestHandler):
+    """Records POSTs; serves health and the recorded notifications."""
+
+    server: SinkServer
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > MAX_BODY_BYTES:
+            self._answer(400, f"body must be 1..{MAX_BODY_BYTES} bytes\n")
+            return
+        body = self.rfile.read(length)
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            self._answer(400, f"body is not JSON: {err}\n")
+            return
+        received_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        path = self.path.split("?", 1)[0]
+        self.server.log.append({"received_at": received_at, "path": path, "payload": payload})
+        for line in summary_lines(received_at, path, payload):
+            print(line, flush=True)
+        self._answer(200, "ok")  # exactly what Slack answers; its integration checks the body
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/-/healthy":
+            self._answer(200, "OK\n")
+        elif path == "/notifications":
+            self._answer(200, self.server.log.read(), "application/x-ndjson")
+        else:
+            self._answer(404, "not found; POST notifications to any path, GET /notifications\n")
+
+    def _answer(self, status: int, body: str | bytes, content_type: str = "text/plain") -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the per-alert summary lines are the console output
+
+
+class SinkServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], log: NotificationLog) -> None:
+        super().__init__(address, SinkHandler)
+        self.log = log
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """argparse type: HOST:PORT as every redline server reads it (redline.telemetry.web.parse_listen)."""
+    try:
+        return parse_listen(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="redline pager-sink",
+        description="Receive Alertmanager webhook notifications and append them to a JSON-lines file.",
+    )
+    parser.add_argument(
+        "--listen",
+        type=listen_address,
+        default=("127.0.0.1", PORTS["pager-sink"]),
+        help=f"HOST:PORT to listen on (default 127.0.0.1:{PORTS['pager-sink']})",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON-lines file to append notifications to")
+    args = parser.parse_args(argv)
+
+    if not args.out.parent.is_dir():
+        print(f"redline pager-sink: --out {args.out}: no folder {args.out.parent}", file=sys.stderr)
+        return 2
+    try:
+        log = NotificationLog(args.out)
+    except OSError as err:
+        print(f"redline pager-sink: --out {args.out}: {err.strerror}", file=sys.stderr)
+        return 2
+    host, port = args.listen
+    try:
+        server = SinkServer((host, port), log)
+    except OSError as err:
+        log.close()
+        print(f"redline pager-sink: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
+        return 1
+
+    def stop(_signum: int, _frame: object) -> None:
+        # shutdown() waits for serve_forever to return, so it must run outside the serving thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"redline pager-sink: listening on http://{host}:{port}/, appending to {args.out}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        log.close()
+    return 0

@@ -1,0 +1,269 @@
+"""A throwaway native stack on free ports, for the end-to-end tests and the alert-latency benchmark.
+
+It runs the real `redline up` / `redline down` in a temporary run folder, with every port chosen free
+on 127.0.0.1 (REDLINE_PORT_<NAME>), optionally with rules rendered by `redline generate --for-override`
+and an Alertmanager configuration with shorter group timers, and gives a test or a benchmark what it
+needs: URLs, fault injection through the demo's control endpoint, Prometheus and Alertmanager queries,
+and the pager-sink's notifications.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from redline.paths import ROOT
+from redline.topology import PORTS
+
+REDLINE = [sys.executable, "-m", "redline.cli"]
+
+STACK_COMMANDS = {"up", "down", "status"}
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _free_port_pair(taken: set[int]) -> int:
+    """A free port whose successor is free too (Alertmanager gossips on web port + 1)."""
+    for _ in range(200):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port in taken or port + 1 in taken:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no pair of free ports found on 127.0.0.1")
+
+
+def render_rules(for_override: str, out: Path) -> Path:
+    """Render the catalogue with every `for` replaced (test-only); returns the rules folder."""
+    result = subprocess.run(
+        [*REDLINE, "generate", "--out", str(out), "--for-override", for_override],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"redline generate failed: {result.stderr or result.stdout}")
+    return out / "prometheus" / "rules"
+
+
+def alertmanager_config_with_timers(out: Path, group_wait: str, group_interval: str) -> Path:
+    """A copy of alertmanager/alertmanager.yml in which no route waits longer than `group_wait` before
+    a group's first notification or `group_interval` between its updates (test-only: warnings and
+    resolved notifications arrive in seconds instead of minutes; shorter shipped timers are kept).
+    Routes, matchers, receivers, inhibitions and templates are unchanged."""
+    from redline.generate.catalogue import parse_duration
+
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    routes = [config["route"]]
+    while routes:
+        route = routes.pop()
+        for key, limit in (("group_wait", group_wait), ("group_interval", group_interval)):
+            if key not in route or parse_duration(route[key]) > parse_duration(limit):
+                route[key] = limit
+        routes.extend(route.get("routes", []))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+class Sandbox:
+    """`with Sandbox(...) as stack:` starts the native stack on free ports and always stops it."""
+
+    def __init__(
+        self,
+        rules_dir: Path | None = None,
+        alertmanager_config: Path | None = None,
+        demo_args: str = "",
+        ha: bool = False,
+        only: list[str] | None = None,
+    ) -> None:
+        self.rules_dir = rules_dir
+        self.alertmanager_config = alertmanager_config
+        self.demo_args = demo_args
+        self.ha = ha
+        self.only = only
+        self.run_dir = Path(tempfile.mkdtemp(prefix="redline-sandbox-"))
+        self.up_output = ""
+        self.env: dict[str, str] = {}
+        taken: set[int] = set()
+        for name in PORTS:
+            port = _free_port_pair(taken)
+            taken |= {port, port + 1}
+            self.env[self._env_name(name)] = str(port)
+
+    @staticmethod
+    def _env_name(name: str) -> str:
+        return "REDLINE_PORT_" + name.upper().replace("-", "_")
+
+    def port(self, name: str) -> int:
+        return int(self.env[self._env_name(name)])
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port(name)}"
+
+    def redline(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run `redline ARGS` against this sandbox (its ports; its run folder for up/down/status)."""
+        cmd = [*REDLINE, *args]
+        if args[0] in STACK_COMMANDS:
+            cmd.append(f"--run-dir={self.run_dir}")
+        return subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **self.env}
+        )
+
+    def __enter__(self) -> Sandbox:
+        args = ["up"]
+        if self.rules_dir:
+            args.append(f"--rules-dir={self.rules_dir}")
+        if self.alertmanager_config:
+            args.append(f"--alertmanager-config={self.alertmanager_config}")
+        if self.demo_args:
+            args.append(f"--demo-args={self.demo_args}")
+        if self.ha:
+            args.append("--ha")
+        if self.only:
+            args.append("--only=" + ",".join(self.only))
+        try:
+            result = self.redline(*args)
+        except BaseException:  # a timeout kills `redline up`, not the supervisord it started
+            self._stop(keep=False)
+            raise
+        if result.returncode != 0:
+            self._stop(keep=False)
+            raise RuntimeError(f"redline up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        self.up_output = result.stdout
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop(keep=exc_type is not None)
+
+    def _stop(self, keep: bool) -> None:
+        """`redline down`; the run folder is removed unless kept for inspection (after a failure)."""
+        down = self.redline("down")
+        if down.returncode != 0:
+            keep = True
+            print(f"redline down failed ({down.returncode}): {down.stderr.strip()}", file=sys.stderr)
+        if keep:
+            print(f"sandbox run folder kept for inspection: {self.run_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def fault(self, system: str, fault: str, active: bool = True) -> None:
+        """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
+        from redline.demo.cli import control_request
+
+        query = urllib.parse.urlencode({"system": system, "fault": fault})
+        status, body = control_request(
+            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}"
+        )
+        if status != 200:
+            error = body.get("error", body) if isinstance(body, dict) else body
+            raise RuntimeError(f"fault {system} {fault}: HTTP {status}: {error}")
+
+    def _get_json(self, url: str) -> Any:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.load(resp)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query against the sandbox's Prometheus."""
+        url = f"{self.url('prometheus')}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        return list(self._get_json(url)["data"]["result"])
+
+    def alertmanager_alerts(self) -> list[dict[str, Any]]:
+        """Every alert the (first) Alertmanager holds, with its status (active, suppressed...)."""
+        return list(self._get_json(f"{self.url('alertmanager')}/api/v2/alerts"))
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Everything the pager-sink has received, oldest first."""
+        path = self.run_dir / "pager-sink" / "notifications.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def matching_alerts(
+        self, alertname: str, status: str = "firing", since: int = 0, **labels: str
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(notification, alert) for every alert named `alertname` in `status` whose labels include
+        `labels`, in the notifications after the first `since`, oldest first, at any path."""
+        for record in self.notifications()[since:]:
+            for alert in record["payload"].get("alerts", []):
+                alert_labels = alert["labels"]
+                if (
+                    alert_labels.get("alertname") == alertname
+                    and alert["status"] == status
+                    and all(alert_labels.get(k) == v for k, v in labels.items())
+                ):
+                    yield record, alert
+
+    def find_notification(
+        self, path: str, alertname: str, status: str = "firing", since: int = 0, **labels: str
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The first matching alert (see matching_alerts) that arrived at `path`, or None."""
+        return next(
+            (
+                (r, a)
+                for r, a in self.matching_alerts(alertname, status, since, **labels)
+                if r["path"] == path
+            ),
+            None,
+        )
+
+    def alert_firing(self, alertname: str, **labels: str) -> bool:
+        """True while Prometheus has the alert firing (ALERTS) with these labels."""
+        matchers = [
+            f'alertname="{alertname}"',
+            'alertstate="firing"',
+            *[f'{k}="{v}"' for k, v in labels.items()],
+        ]
+        return bool(self.query("ALERTS{" + ",".join(matchers) + "}"))
+
+    def wait_for_notification(
+        self,
+        path: str,
+        alertname: str,
+        status: str = "firing",
+        timeout: float = 90.0,
+        since: int = 0,
+        **labels: str,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Like find_notification, polling until `timeout`; raises TimeoutError listing what arrived."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.find_notification(path, alertname, status, since, **labels)
+            if found:
+                return found
+            time.sleep(0.05)
+        seen = [
+            (r["path"], [(a["labels"].get("alertname"), a["status"]) for a in r["payload"].get("alerts", [])])
+            for r in self.notifications()[since:]
+        ]
+        raise TimeoutError(
+            f"no {status} {alertname} {labels} at {path} within {timeout:.0f}s; received: {seen}"
+        )
