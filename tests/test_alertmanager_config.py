@@ -127,9 +127,9 @@ def catalogue_cases() -> list[dict]:
     if committed.exists():
         cases.extend(yaml.safe_load(committed.read_text())["cases"])
     if any((ROOT / "thresholds").glob("*.yml")):
-        from redline.generate.catalogue import load_catalogue
+        from redline.generate.load import load_catalogue
 
-        cases.extend(route_cases(load_catalogue(check_promql=False)))
+        cases.extend(route_cases(load_catalogue()))
     unique = {json.dumps(case, sort_keys=True): case for case in cases}
     return list(unique.values())
 
@@ -451,10 +451,10 @@ def readme_alertmanager_commands() -> list[list[str]]:
 
 def runner_alertmanager_commands(ha: bool) -> list[list[str]]:
     """The Alertmanager command lines of `redline up` (--ha) with the default ports and run folder .run."""
+    from redline import topology
     from redline.stack import runner as stack
-    from redline.topology import PORTS
 
-    ctx = stack.Context(run_dir=stack.ROOT / ".run", ha=ha, ports=dict(PORTS))
+    ctx = stack.Context(run_dir=stack.ROOT / ".run", ha=ha, ports=topology.ports({}))
     services, _ = stack.select_services(ctx, ["alertmanager", "alertmanager-2", "alertmanager-3"])
     commands = []
     for service in services:

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redline.generate.catalogue import parse_duration
-from redline.stack.runner import AM_PEER_NAMES, AM_PEER_TIMEOUT
+from redline.generate.model import parse_duration
+from redline.stack.services import AM_PEER_NAMES, AM_PEER_TIMEOUT
 from redline.testing.processes import ROOT, free_port, http_get, running, tool, wait_until
 from redline.testing.sandbox import Sandbox
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 
 import pytest
 
-from redline.generate.catalogue import Threshold, load_catalogue
+from redline.generate.alerts import catalogue_alerts
 from redline.generate.conventions import dashboard_uid, dashboard_url, panel_id, runbook_url
-from redline.generate.render.rules import with_for_override
+from redline.generate.load import load_catalogue
+from redline.generate.model import Threshold, with_for_override
 from redline.paths import ROOT
 
+SOURCES = ROOT / "thresholds" / "sources"  # copies of ../shared/seeds/*.txt and ../shared/DESIGN.md
 SHARED = ROOT.parent / "shared"
 ALERT_NAME_IN_TICKS = re.compile(r"`([A-Z][A-Za-z0-9]+)`")
 
@@ -23,7 +26,7 @@ def catalogue():
 
 def test_systems_and_flat_alerts(catalogue):
     assert [s.id for s in catalogue.systems] == ["gamebook", "qerrors", "pipeline", "tmux", "host", "redline"]
-    alerts = catalogue.alerts()
+    alerts = catalogue_alerts(catalogue)
     assert len(alerts) >= 40
     for alert in alerts:
         assert alert.severity in ("critical", "warning", "info")
@@ -68,7 +71,7 @@ def test_metric_contract_buckets_hold_every_threshold(catalogue):
 
 
 def test_down_alerts_and_watchdog(catalogue):
-    names = {a.alert_name: a for a in catalogue.alerts()}
+    names = {a.alert_name: a for a in catalogue_alerts(catalogue)}
     for down in (
         "GamebookDown",
         "QerrorsDown",
@@ -78,7 +81,7 @@ def test_down_alerts_and_watchdog(catalogue):
         "HostDown",
     ):
         assert names[down].severity == "critical", down
-    downs_by_system = {a.system for a in catalogue.alerts() if a.alert_name.endswith("Down")}
+    downs_by_system = {a.system for a in catalogue_alerts(catalogue) if a.alert_name.endswith("Down")}
     assert downs_by_system == {"gamebook", "qerrors", "pipeline", "tmux", "host", "redline"}
     watchdog = names["Watchdog"]
     assert watchdog.labels == {"severity": "info", "system": "redline", "watchdog": "true"}
@@ -96,7 +99,7 @@ def test_slos_are_the_documented_objectives(catalogue):
     }
     latency = next(s for s in catalogue.slos() if s.id == "latency")
     assert 'le="0.1"' in latency.error_ratio_for("5m") and "[5m]" in latency.error_ratio_for("5m")
-    burn = [a for a in catalogue.alerts() if a.alert_name == "TmuxMonitorAvailabilityBudgetBurn"]
+    burn = [a for a in catalogue_alerts(catalogue) if a.alert_name == "TmuxMonitorAvailabilityBudgetBurn"]
     assert [a.severity for a in burn] == ["critical", "warning"]
     assert "slo:sli_error:ratio_rate1h" in burn[0].expr and "(14.4 * 0.0005)" in burn[0].expr
     assert "slo:sli_error:ratio_rate3d" in burn[1].expr and "(1 * 0.0005)" in burn[1].expr
@@ -114,7 +117,7 @@ def test_links_are_stable_and_resolve(catalogue):
         ids = [panel_id(system.id, e) for e in system.entry_ids()]
         assert len(ids) == len(set(ids)) and all(100 <= i <= 9999 for i in ids)
         page = (ROOT / "docs" / "runbooks" / f"{system.id}.md").read_text()
-        for alert in catalogue.alerts():
+        for alert in catalogue_alerts(catalogue):
             if alert.system == system.id:
                 assert f"\n## {alert.alert_name}\n" in page
                 assert alert.annotations["runbook_url"] == runbook_url(settings, system.id, alert.alert_name)
@@ -127,13 +130,11 @@ def test_readme_maps_every_design_row_to_existing_alerts(catalogue):
     readme = (ROOT / "thresholds" / "README.md").read_text()
     section = readme.split("## Mapping", 1)[1].split("\n## ", 1)[0]
     mapping = "\n".join(line for line in section.splitlines() if line.startswith("|"))
-    names = {a.alert_name for a in catalogue.alerts()}
+    names = {a.alert_name for a in catalogue_alerts(catalogue)}
     mentioned = set(ALERT_NAME_IN_TICKS.findall(mapping))
     assert mentioned - names == set(), "README names alerts the catalogue does not have"
     assert names - mentioned == set(), "alerts missing from the README mapping"
-    design = SHARED / "DESIGN.md"
-    if not design.exists():
-        pytest.skip("../shared/DESIGN.md not present")
+    design = SOURCES / "DESIGN.md"
     rows = [
         line.split("|")[2].strip()
         for line in design.read_text().splitlines()
@@ -147,14 +148,11 @@ def test_readme_maps_every_design_row_to_existing_alerts(catalogue):
 
 
 def test_quotes_are_lines_of_their_seed(catalogue):
-    seeds = SHARED / "seeds"
-    if not seeds.exists():
-        pytest.skip("../shared/seeds not present")
     checked = 0
     for item in [*catalogue.thresholds(), *catalogue.slos()]:
         if not item.source.endswith(".txt"):
             continue
-        lines = [line.strip() for line in (seeds / item.source).read_text().splitlines()]
+        lines = [line.strip() for line in (SOURCES / item.source).read_text().splitlines()]
         assert any(item.quote in line for line in lines), f"{item.file} {item.id}: {item.quote!r}"
         checked += 1
     assert checked >= 35
@@ -162,6 +160,23 @@ def test_quotes_are_lines_of_their_seed(catalogue):
 
 def test_for_override_replaces_every_for(catalogue):
     fast = with_for_override(catalogue, "5s")
-    assert {a.for_ for a in fast.alerts()} == {"5s"}
-    assert {a.for_ for a in catalogue.alerts()} != {"5s"}
+    assert {a.for_ for a in catalogue_alerts(fast)} == {"5s"}
+    assert {a.for_ for a in catalogue_alerts(catalogue)} != {"5s"}
     assert all(isinstance(t, Threshold) for t in fast.thresholds())
+
+
+def test_source_copies_are_intact_and_match_shared():
+    """The copies in thresholds/sources/ match their recorded checksums and, beside a checkout of the
+    steering repository (../shared, as in CI), the originals: a changed design or seed fails here."""
+    recorded = dict(line.split()[::-1] for line in (SOURCES / "SHA256SUMS").read_text().splitlines())
+    copies = {p.name for p in SOURCES.iterdir() if p.name != "SHA256SUMS"}
+    assert copies == set(recorded)
+    for name, digest in recorded.items():
+        assert hashlib.sha256((SOURCES / name).read_bytes()).hexdigest() == digest, name
+    originals = {
+        name: SHARED / ("DESIGN.md" if name == "DESIGN.md" else f"seeds/{name}") for name in recorded
+    }
+    present = {name: path for name, path in originals.items() if path.exists()}
+    assert present in ({}, originals), f"../shared is incomplete: {sorted(set(originals) - set(present))}"
+    for name, path in present.items():
+        assert path.read_bytes() == (SOURCES / name).read_bytes(), f"{name} differs from {path}"

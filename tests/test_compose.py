@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from redline import topology
 from redline.stack import runner as stack
+from redline.stack.rundir import native_targets
 from redline.testing.processes import ROOT, tool
-from redline.topology import PORTS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,8 +154,8 @@ def test_ports_are_published_on_loopback_at_the_native_ports() -> None:
         native = service.get("x-redline-native")
         if native:
             published = {int(p["published"]) for p in ports}
-            names = stack.EXTRA_URLS.get(native, [native])
-            assert published == {PORTS[n] for n in names}, f"{name}: published {published} vs native"
+            native_ports = {row.port for row in topology.ENDPOINTS if row.service == native}
+            assert published == native_ports, f"{name}: published {published} vs native"
 
 
 def test_mounted_configs_are_the_repo_files_the_native_stack_uses() -> None:
@@ -219,7 +220,7 @@ def _compose_targets(folder: Path, published: dict[tuple[str, int], int]) -> dic
 
 def _native_targets(ha: bool) -> dict[str, list[dict]]:
     ctx = stack.Context(run_dir=Path("/nonexistent"), ha=ha)
-    files = stack._targets(ctx, [s for s in stack.SERVICES if ha or not s.ha_only])
+    files = native_targets(ctx, [s for s in stack.SERVICES if ha or not s.ha_only])
     for groups in files.values():
         for group in groups:
             group.setdefault("labels", {})
@@ -228,8 +229,8 @@ def _native_targets(ha: bool) -> dict[str, list[dict]]:
 
 @pytest.mark.parametrize("ha", [False, True], ids=["single", "ha"])
 def test_scrape_targets_match_the_native_ones(ha: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PORTS:
-        monkeypatch.delenv("REDLINE_PORT_" + name.upper().replace("-", "_"), raising=False)
+    for row in topology.ENDPOINTS:
+        monkeypatch.delenv(row.env_name, raising=False)
     published = {
         (name, int(p["target"])): int(p["published"])
         for name, service in services().items()

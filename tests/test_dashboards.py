@@ -20,8 +20,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from redline.generate.catalogue import Catalogue, load_catalogue
+from redline.generate.alerts import catalogue_alerts
 from redline.generate.conventions import OVERVIEW_UID, dashboard_uid, panel_id
+from redline.generate.load import load_catalogue
+from redline.generate.model import Catalogue
 from redline.generate.render.dashboards import DASHBOARDS_DIR, render_dashboards
 from redline.generate.render.dashboards.common import (
     ALERTMANAGER_NAME,
@@ -41,7 +43,7 @@ FIXED_RANGE = re.compile(r"\[\s*\d+[smhdwy]\s*(?::[^\]]*)?\]")
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
-    return load_catalogue(check_promql=False)
+    return load_catalogue()
 
 
 def dashboard_files() -> list[Path]:
@@ -382,4 +384,4 @@ def test_every_alert_dashboard_url_opens_the_panel_of_its_signal(catalogue: Cata
                         left = left[1:-1].strip()
                     assert left in exprs, (rule["alert"], rule["expr"], exprs)
                 checked += 1
-    assert checked == len(catalogue.alerts())
+    assert checked == len(catalogue_alerts(catalogue))

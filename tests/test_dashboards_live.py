@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline.generate.catalogue import load_catalogue
+from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
 from redline.testing.pg import pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
@@ -166,7 +166,7 @@ def _prometheus_config(tmp: Path, ports: dict[str, int]) -> Path:
     for name, groups in targets.items():
         (tmp / "targets" / f"{name}.yml").write_text(yaml.safe_dump(groups))
     (tmp / "rules").mkdir()
-    for path, text in render_rules(load_catalogue(check_promql=False)).items():
+    for path, text in render_rules(load_catalogue()).items():
         (tmp / "rules" / Path(path).name).write_text(text)
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -319,7 +319,7 @@ def _worst(prometheus: str, uid: str, title: str) -> tuple[str, float]:
 
 def test_overview_worst_signal_follows_an_injected_fault(stack: Stack) -> None:
     """tmux memory at ~820 MiB (warning 500 MB): the overview names it, above 100% of its alert value."""
-    catalogue = load_catalogue(check_promql=False)
+    catalogue = load_catalogue()
     title = catalogue.system("tmux").name
     wait_until(
         lambda: _worst(stack.prometheus, "redline-overview", title)[1] < 1,

@@ -48,7 +48,8 @@ from redline.demo.database import CONNECTIONS_ALERT_RATIO, FAULT_APPLICATION, Da
 from redline.demo.faults import FAULT_ALERTS, FAULTS
 from redline.demo.pipeline import WORKERS, WORKERS_CRITICAL, WORKERS_UNDER_TEST, reference_schema
 from redline.demo.system import FaultError
-from redline.generate.catalogue import load_catalogue
+from redline.generate.alerts import catalogue_alerts
+from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
 from redline.testing.pg import PgCluster, pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
@@ -122,7 +123,7 @@ def alert_expr(catalogue, name: str, severity: str) -> str:
     for threshold in catalogue.thresholds():
         if threshold.alert_name == name and threshold.severity == severity:
             return threshold.expr
-    for alert in catalogue.alerts():
+    for alert in catalogue_alerts(catalogue):
         if alert.alert_name == name and alert.severity == severity:
             return alert.expr
     raise KeyError(f"{name} ({severity}) is not in the catalogue")
@@ -160,7 +161,7 @@ class Stack:
         self.ports = ports
         self.control = f"http://127.0.0.1:{ports['control']}"
         self.blackbox = blackbox
-        self.catalogue = load_catalogue(check_promql=False)
+        self.catalogue = load_catalogue()
         self.config_dir = tmp / "prometheus"
         self._write_config()
 
@@ -439,7 +440,7 @@ def test_every_fault_is_tested():
 
 def test_fault_sizes_pass_the_catalogue_levels():
     """The demo's fixed fault sizes against the levels in thresholds/pipeline.yml."""
-    levels = {(t.alert_name, t.severity): t.value for t in load_catalogue(check_promql=False).thresholds()}
+    levels = {(t.alert_name, t.severity): t.value for t in load_catalogue().thresholds()}
     warning, critical = (levels[("PipelineConcurrencyHigh", level)] for level in ("warning", "critical"))
     assert WORKERS <= warning < WORKERS_UNDER_TEST <= critical < WORKERS_CRITICAL
     assert levels[("PipelinePostgresConnectionsHigh", "warning")] == CONNECTIONS_ALERT_RATIO

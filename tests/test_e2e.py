@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline.stack.runner import SERVICE_NAMES
+from redline.stack.services import SERVICE_NAMES
 from redline.testing.processes import ROOT, wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 

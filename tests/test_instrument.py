@@ -32,9 +32,9 @@ def buckets() -> dict[str, tuple]:
 
 
 def test_buckets_come_from_the_catalogue(buckets):
-    from redline.generate.catalogue import load_catalogue
+    from redline.generate.load import load_catalogue
 
-    catalogue = load_catalogue(check_promql=False)
+    catalogue = load_catalogue()
     assert buckets[CYCLE_DURATION] == catalogue.metric(CYCLE_DURATION).buckets
     # Every seconds threshold on the cycle histogram is a bucket bound (so the alert is exact).
     cycle_thresholds = [

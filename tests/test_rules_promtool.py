@@ -8,7 +8,8 @@ from collections import Counter
 
 import yaml
 
-from redline.generate.catalogue import load_catalogue
+from redline.generate.alerts import catalogue_alerts
+from redline.generate.load import load_catalogue
 from redline.paths import ROOT
 from redline.testing.processes import tool
 
@@ -42,7 +43,7 @@ def test_every_alert_has_at_least_three_cases_per_level():
                 cases[case["alertname"]] += 1
                 for alert in case.get("exp_alerts") or []:
                     firing[(case["alertname"], alert["exp_labels"]["severity"])] += 1
-    alerts = load_catalogue().alerts()
+    alerts = catalogue_alerts(load_catalogue())
     # threshold alerts: three cases per level; SLO alerts: fast burn, slow burn, within budget
     levels = Counter(a.alert_name for a in alerts if a.kind == "threshold")
     for alert in alerts:

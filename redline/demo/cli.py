@@ -17,23 +17,22 @@ from collections.abc import Sequence
 
 from prometheus_client import disable_created_metrics
 
+from redline import topology
+from redline.demo.control import Control, SystemServer
 from redline.demo.faults import FAULTS, describe
+from redline.demo.gamebook import GameBook
+from redline.demo.pipeline import Pipeline
+from redline.demo.qerrors import QErrors
 from redline.demo.system import SimulatedSystem
+from redline.demo.tmux import TmuxMonitor
+from redline.exporters.jobs.dsn import check_dsn
 from redline.telemetry.contract import HISTOGRAM_BUCKETS
-from redline.topology import PORTS
+from redline.telemetry.web import serve
 
 PROG = "redline demo"
 PIPELINE_DSN_ENV = "REDLINE_DEMO_PIPELINE_DSN"
-# control name -> key in redline/topology.py
-PORT_KEYS = {
-    "control": "demo-control",
-    "gamebook": "demo-gamebook",
-    "qerrors": "demo-qerrors",
-    "qerrors-staging": "demo-qerrors-staging",
-    "pipeline": "demo-pipeline",
-    "tmux": "demo-tmux",
-}
-DEFAULT_CONTROL = f"http://127.0.0.1:{PORTS['demo-control']}"
+# part name (`--port NAME=PORT`) -> endpoint of redline/topology.py
+PORT_KEYS = topology.demo_parts()
 TICK_SECONDS = 0.1
 log = logging.getLogger("redline.demo")
 
@@ -107,11 +106,16 @@ def run_parser() -> argparse.ArgumentParser:
 
 def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, int]:
     """Port of every part: ports.py defaults or base+offset, then NAME=PORT overrides."""
-    control_default = PORTS[PORT_KEYS["control"]]
-    ports = {
-        name: (PORTS[key] if base_port is None else base_port + PORTS[key] - control_default)
-        for name, key in PORT_KEYS.items()
-    }
+    control = topology.endpoint(PORT_KEYS["control"]).port
+    try:
+        ports = {
+            name: topology.port(key)
+            if base_port is None
+            else base_port + topology.endpoint(key).port - control
+            for name, key in PORT_KEYS.items()
+        }
+    except topology.TopologyError as err:
+        raise UsageError(str(err)) from None
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in PORT_KEYS:
@@ -127,11 +131,6 @@ def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, 
 
 def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, SimulatedSystem]:
     """The simulated systems by control name."""
-    from redline.demo.gamebook import GameBook
-    from redline.demo.pipeline import Pipeline
-    from redline.demo.qerrors import QErrors
-    from redline.demo.tmux import TmuxMonitor
-
     buckets = HISTOGRAM_BUCKETS  # the catalogue's (redline/telemetry/contract.py)
     instrument_buckets = {k: v for k, v in buckets.items() if k.startswith("redline_")}
     common = {"traffic_scale": args.traffic_scale}
@@ -168,9 +167,6 @@ def _tick_forever(systems: Sequence[SimulatedSystem], stop: threading.Event) -> 
 
 def run(argv: list[str]) -> int:
     """Run every simulated system until SIGINT/SIGTERM."""
-    from redline.demo.control import Control, SystemServer
-    from redline.telemetry.web import serve
-
     args = run_parser().parse_args(argv)
     disable_created_metrics()  # the simulated systems expose no *_created series (as prom-client)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -179,15 +175,7 @@ def run(argv: list[str]) -> int:
         ports = resolve_ports(args.base_port, args.port)
         dsn = args.pipeline_dsn or os.environ.get(PIPELINE_DSN_ENV) or None
         if dsn:
-            import psycopg
-
-            from redline.exporters.jobs.cli import redact
-
-            try:
-                psycopg.conninfo.conninfo_to_dict(dsn)
-            except psycopg.ProgrammingError as err:
-                reason = redact(str(err).strip().splitlines()[0], dsn)
-                raise UsageError(f"--pipeline-dsn: invalid PostgreSQL connection string: {reason}") from None
+            check_dsn(dsn, "--pipeline-dsn")
         systems = build_systems(args, dsn)
         for name, system in systems.items():
             server = SystemServer(system, args.host, ports[name])
@@ -221,6 +209,25 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+def add_control_argument(parser: argparse.ArgumentParser) -> None:
+    """--control URL, by default the demo control endpoint of redline/topology.py on 127.0.0.1."""
+    endpoint = topology.endpoint(PORT_KEYS["control"])
+    parser.add_argument(
+        "--control",
+        help=f"demo control URL (default: http://127.0.0.1:{endpoint.port}, or ${endpoint.env_name}'s port)",
+    )
+
+
+def control_url(args: argparse.Namespace) -> str:
+    """The --control URL, or the default one (REDLINE_PORT_DEMO_CONTROL honoured)."""
+    if args.control:
+        return str(args.control)
+    try:
+        return f"http://127.0.0.1:{topology.port(PORT_KEYS['control'])}"
+    except topology.TopologyError as err:
+        raise UsageError(str(err)) from None
+
+
 def control_request(control: str, method: str, path: str) -> tuple[int, object]:
     """One request to the demo's control endpoint: (HTTP status, decoded JSON body)."""
     request = urllib.request.Request(control.rstrip("/") + path, method=method)
@@ -242,7 +249,7 @@ def fault(argv: list[str]) -> int:
     parser.add_argument("system", choices=list(FAULTS))
     parser.add_argument("fault")
     parser.add_argument("--clear", action="store_true", help="turn the fault off")
-    parser.add_argument("--control", default=DEFAULT_CONTROL, help="demo control URL (default: %(default)s)")
+    add_control_argument(parser)
     args = parser.parse_args(argv)
     if args.fault not in FAULTS[args.system]:
         print(
@@ -251,15 +258,20 @@ def fault(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        control = control_url(args)
+    except UsageError as err:
+        print(f"{PROG} fault: {err}", file=sys.stderr)
+        return 2
     query = urllib.parse.urlencode({"system": args.system, "fault": args.fault})
     try:
-        status, body = control_request(args.control, "DELETE" if args.clear else "POST", f"/fault?{query}")
+        status, body = control_request(control, "DELETE" if args.clear else "POST", f"/fault?{query}")
     except (OSError, ValueError) as err:
-        print(f"{PROG} fault: cannot reach the demo control at {args.control}: {err}", file=sys.stderr)
+        print(f"{PROG} fault: cannot reach the demo control at {control}: {err}", file=sys.stderr)
         return 1
     if status != 200:
         error = body.get("error", body) if isinstance(body, dict) else body
-        print(f"{PROG} fault: {args.control} answered {status}: {error}", file=sys.stderr)
+        print(f"{PROG} fault: {control} answered {status}: {error}", file=sys.stderr)
         return 1
     print(f"{args.system} {args.fault}: {'cleared' if args.clear else 'injected'}")
     return 0
@@ -268,12 +280,17 @@ def fault(argv: list[str]) -> int:
 def faults(argv: list[str]) -> int:
     """`redline demo faults`: the fault table, with the state of a running demo when it answers."""
     parser = argparse.ArgumentParser(prog=f"{PROG} faults", description="List the demo's faults.")
-    parser.add_argument("--control", default=DEFAULT_CONTROL, help="demo control URL (default: %(default)s)")
+    add_control_argument(parser)
     args = parser.parse_args(argv)
     try:
-        _status, rows = control_request(args.control, "GET", "/faults")
+        control = control_url(args)
+    except UsageError as err:
+        print(f"{PROG} faults: {err}", file=sys.stderr)
+        return 2
+    try:
+        _status, rows = control_request(control, "GET", "/faults")
     except (OSError, ValueError):
-        print(f"(no demo answers at {args.control}; showing the fault table)")
+        print(f"(no demo answers at {control}; showing the fault table)")
         print(describe())
         return 0
     for row in rows if isinstance(rows, list) else []:

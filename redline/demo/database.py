@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from redline.demo.system import FaultError
+from redline.exporters.jobs.dsn import redact
 from redline.telemetry.contract import ALERT_VALUES
 
 log = logging.getLogger("redline.demo.pipeline")
@@ -94,8 +95,6 @@ class DatabaseFaults:
         self.dbname, self.role = conn.info.dbname, conn.info.user
 
     def _why(self, err: BaseException) -> str:
-        from redline.exporters.jobs.cli import redact
-
         return redact(first_line(err), self.dsn)
 
     def _default(self, key: str) -> str:

@@ -19,11 +19,11 @@ import psycopg
 
 from redline.demo.database import DatabaseFaults
 from redline.demo.system import FaultError, SimulatedSystem
+from redline.exporters.jobs.collector import REFERENCE_SCHEMA
 from redline.telemetry.instrument import Instrumentation
 
 log = logging.getLogger("redline.demo.pipeline")
 
-SCHEMA_FILE = "schema.sql"
 WORKERS = 4  # validated concurrency is 5
 WORKERS_UNDER_TEST = 8  # the 'concurrency' fault runs more jobs at once than validated
 WORKERS_CRITICAL = 12  # 'concurrency-critical': more than the 10 ever load-tested
@@ -43,11 +43,8 @@ WHERE id = %s
 
 
 def reference_schema() -> str:
-    from pathlib import Path
-
-    import redline.exporters.jobs
-
-    return (Path(redline.exporters.jobs.__file__).parent / SCHEMA_FILE).read_text()
+    """The job table the job exporter reads by default (redline/exporters/jobs/schema.sql)."""
+    return REFERENCE_SCHEMA.read_text()
 
 
 class Pipeline(SimulatedSystem):

@@ -8,7 +8,7 @@ import sys
 # name -> (module with main(argv) -> int, one-line help); imported lazily so one exporter never loads another
 EXPORTERS: dict[str, tuple[str, str]] = {
     "host": ("redline.exporters.host.main", "host metrics (node_exporter names) and named process groups"),
-    "jobs": ("redline.exporters.jobs", "job-queue metrics read from the pipeline's PostgreSQL job table"),
+    "jobs": ("redline.exporters.jobs.cli", "job-queue metrics read from the pipeline's PostgreSQL job table"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Stable identifiers shared by rules, dashboards and runbooks: dashboard UIDs, panel ids, URLs.
+"""Names every renderer agrees on: files, rule groups, recording rules, dashboard UIDs, panel ids, URLs.
 
 The dashboards renderer builds one panel per catalogue entry with exactly `panel_id(system, entry_id)`,
 so every alert's `dashboard_url` opens the panel that plots its signal. Panel ids of catalogue entries
@@ -9,10 +9,8 @@ Base URLs come from `thresholds/redline.yml` (`settings:`), never from this modu
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from redline.generate.catalogue import Settings
+from redline.generate.model import BurnRate, Catalogue, Settings, System, parse_duration
 
 FIRST_ENTRY_PANEL_ID = 100
 LAST_ENTRY_PANEL_ID = 9999
@@ -50,3 +48,47 @@ def runbook_anchor(alert_name: str) -> str:
 def runbook_url(settings: Settings, system_id: str, alert_name: str) -> str:
     """Link to the alert's section in docs/runbooks/<system>.md."""
     return f"{settings.runbook_base_url}/{system_id}.md#{runbook_anchor(alert_name)}"
+
+
+def rule_path(system_id: str) -> str:
+    """prometheus/rules/<system>.yml."""
+    return f"prometheus/rules/{system_id}.yml"
+
+
+def test_path(system_id: str, baseline: bool = False) -> str:
+    """prometheus/tests/<system>_test.yml (the week-long baseline tests: <system>_baseline_test.yml)."""
+    return f"prometheus/tests/{system_id}{'_baseline' if baseline else ''}_test.yml"
+
+
+def runbook_path(system_id: str) -> str:
+    """docs/runbooks/<system>.md."""
+    return f"docs/runbooks/{system_id}.md"
+
+
+def rule_groups(system: System) -> list[str]:
+    """Names of the rule groups rendered for a system, in evaluation order (only groups with rules)."""
+    present = {
+        "records": any(t.record for t in system.thresholds),
+        "slo-records": bool(system.slos),
+        "alerts": bool(system.thresholds or system.slos),
+    }
+    return [f"{system.id}-{kind}" for kind, has_rules in present.items() if has_rules]
+
+
+def slo_record(window: str) -> str:
+    """Recording rule name of an SLO's error ratio over one window."""
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+def burn_rate_windows(catalogue: Catalogue) -> list[str]:
+    """Every window the burn-rate tiers read, shortest first."""
+    windows = {w for tier in catalogue.settings.burn_rates for w in (tier.long_window, tier.short_window)}
+    return sorted(windows, key=parse_duration)
+
+
+def tiers_by_severity(catalogue: Catalogue) -> dict[str, list[BurnRate]]:
+    """The burn-rate tiers grouped by severity (one alert rule per SLO and severity)."""
+    tiers: dict[str, list[BurnRate]] = {}
+    for tier in catalogue.settings.burn_rates:
+        tiers.setdefault(tier.severity, []).append(tier)
+    return tiers

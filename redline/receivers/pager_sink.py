@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from redline import topology
 from redline.telemetry.web import parse_listen
-from redline.topology import PORTS
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -138,8 +138,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--listen",
         type=listen_address,
-        default=("127.0.0.1", PORTS["pager-sink"]),
-        help=f"HOST:PORT to listen on (default 127.0.0.1:{PORTS['pager-sink']})",
+        default=("127.0.0.1", topology.endpoint("pager-sink").port),
+        help=f"HOST:PORT to listen on (default 127.0.0.1:{topology.endpoint('pager-sink').port})",
     )
     parser.add_argument("--out", type=Path, required=True, help="JSON-lines file to append notifications to")
     args = parser.parse_args(argv)

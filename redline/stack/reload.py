@@ -32,9 +32,9 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from redline import tools
+from redline import tools, topology
 from redline.paths import ROOT
-from redline.stack.runner import StackError, port_of
+from redline.topology import TopologyError
 
 CONFIG_DIRS = ("prometheus", "alertmanager")
 HTTP_TIMEOUT_S = 10.0
@@ -247,7 +247,7 @@ def default_targets() -> list[Target]:
     """The stack's components on their default 127.0.0.1 ports; HA peers and blackbox when they answer."""
 
     def url(name: str) -> str:
-        return f"http://127.0.0.1:{port_of(name)}"
+        return f"http://127.0.0.1:{topology.port(name)}"
 
     targets = [Target("prometheus", url("prometheus")), Target("alertmanager", url("alertmanager"))]
     targets += [
@@ -428,7 +428,7 @@ def main(argv: list[str]) -> int:
             log(f"done in {time.monotonic() - started:.1f}s")
         else:
             log(rollback(root, args.to, targets, log))
-    except (ReloadError, StackError) as err:
+    except (ReloadError, TopologyError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return err.exit_code if isinstance(err, ReloadError) else EXIT_INVALID
     return 0

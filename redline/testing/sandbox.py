@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
+from redline import topology
+from redline.demo.cli import control_request
+from redline.generate.model import parse_duration
 from redline.paths import ROOT
-from redline.topology import PORTS
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 
@@ -77,8 +79,6 @@ def alertmanager_config_with_timers(out: Path, group_wait: str, group_interval: 
     a group's first notification or `group_interval` between its updates (test-only: warnings and
     resolved notifications arrive in seconds instead of minutes; shorter shipped timers are kept).
     Routes, matchers, receivers, inhibitions and templates are unchanged."""
-    from redline.generate.catalogue import parse_duration
-
     config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
     routes = [config["route"]]
     while routes:
@@ -112,17 +112,13 @@ class Sandbox:
         self.up_output = ""
         self.env: dict[str, str] = {}
         taken: set[int] = set()
-        for name in PORTS:
+        for row in topology.ENDPOINTS:
             port = _free_port_pair(taken)
             taken |= {port, port + 1}
-            self.env[self._env_name(name)] = str(port)
-
-    @staticmethod
-    def _env_name(name: str) -> str:
-        return "REDLINE_PORT_" + name.upper().replace("-", "_")
+            self.env[row.env_name] = str(port)
 
     def port(self, name: str) -> int:
-        return int(self.env[self._env_name(name)])
+        return topology.port(name, self.env)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
@@ -177,8 +173,6 @@ class Sandbox:
 
     def fault(self, system: str, fault: str, active: bool = True) -> None:
         """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
-        from redline.demo.cli import control_request
-
         query = urllib.parse.urlencode({"system": system, "fault": fault})
         status, body = control_request(
             self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}"

@@ -2,6 +2,6 @@
 
 import sys
 
-from redline.exporters.jobs import main
+from redline.exporters.jobs.cli import main
 
 sys.exit(main(sys.argv[1:]))

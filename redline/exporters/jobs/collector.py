@@ -26,6 +26,7 @@ from psycopg import sql
 log = logging.getLogger("redline.jobs")
 
 DEFAULT_SQL_FILE = Path(__file__).with_name("queries.sql")
+REFERENCE_SCHEMA = Path(__file__).with_name("schema.sql")  # the table DEFAULT_SQL_FILE reads
 QUERY_NAMES = ("current", "finished")
 OUTCOMES = ("success", "failure")
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\S+)\s*$")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redline.generate.catalogue import Catalogue
+from redline.generate.model import Catalogue
 from redline.generate.render.alertmanager_routes import render_alertmanager_route_tests
 from redline.generate.render.common import RenderError
 from redline.generate.render.contract import render_contract
@@ -16,6 +16,7 @@ from redline.generate.render.dashboards import render_dashboards
 from redline.generate.render.promtool_tests import render_promtool_tests
 from redline.generate.render.rules import render_rules
 from redline.generate.render.runbooks import render_runbooks
+from redline.generate.render.targets import render_targets
 
 __all__ = ["RENDERERS", "RenderError", "Renderer", "render_all"]
 
@@ -28,6 +29,7 @@ RENDERERS: list[Renderer] = [
     render_dashboards,
     render_alertmanager_route_tests,
     render_contract,
+    render_targets,
 ]
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from redline.generate.alerts import catalogue_alerts
 from redline.generate.render.common import header, yaml_dump
 
 if TYPE_CHECKING:
-    from redline.generate.catalogue import Catalogue
+    from redline.generate.model import Catalogue
 
 ROUTES_TEST_PATH = "alertmanager/tests/routes.yml"
 
@@ -33,7 +34,7 @@ def expected_receivers(labels: Mapping[str, str]) -> list[str]:
 def route_cases(catalogue: Catalogue) -> list[dict]:
     """One case per alerting rule (a name with two severities gives two cases), in catalogue order."""
     cases, seen = [], set()
-    for alert in catalogue.alerts():
+    for alert in catalogue_alerts(catalogue):
         labels = {**alert.labels, "alertname": alert.alert_name, "severity": alert.severity}
         labels = dict(sorted({**labels, "system": alert.system}.items()))
         key = tuple(labels.items())

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from redline.generate.catalogue import Catalogue, MetricSpec, System, format_number, reads_metric
-from redline.generate.render.common import RenderError, header
+from redline.generate.model import Catalogue, MetricSpec, System, format_number, reads_metric
+from redline.generate.render.common import RenderError, header, markdown_header
 
 DOC_PATH = "docs/metric-contract.md"
 MODULE_PATH = "redline/telemetry/contract.py"
@@ -60,7 +60,7 @@ def _system_section(system: System) -> list[str]:
 def render_contract_doc(catalogue: Catalogue) -> str:
     systems = ", ".join(f"`{s.id}`" for s in catalogue.systems)
     lines = [
-        f"<!-- {header('', ['thresholds/*.yml']).replace(chr(10), ' ').strip()} -->",
+        markdown_header(["thresholds/*.yml"]),
         "",
         DOC_INTRO.format(systems=systems),
     ]

@@ -12,27 +12,29 @@ scale * v + offset (gauge value, or counter rate per second), so the signal equa
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
-from redline.generate.catalogue import (
-    Alert,
+from redline.generate.alerts import Alert, system_alerts
+from redline.generate.conventions import rule_groups, rule_path, test_path, tiers_by_severity
+from redline.generate.humanize import format_value, humanize_percentage
+from redline.generate.model import (
     Catalogue,
     Fixture,
     Slo,
     System,
     Threshold,
+    breaches,
     format_duration,
     format_number,
     parse_duration,
 )
-from redline.generate.humanize import format_value, humanize_percentage, value_template
 from redline.generate.render.common import RenderError, header, yaml_dump
-from redline.generate.render.rules import rule_path, system_alerts, tiers_by_severity
+from redline.generate.render.promtool_series import (
+    Timeline,
+    breach_and_safe,
+    expected_annotations,
+    expected_labels,
+    input_series,
+)
 
-SERIES_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
-LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-SLO_VALUE_TEMPLATE = "{{ $value | humanizePercentage }}"
 # Burn-rate test points, as multiples of the error budget.
 FAST_BURN, SLOW_BURN, WITHIN_BUDGET = 16.0, 4.5, 0.5
 # Baseline tests span more than a week; they live in their own file, evaluated every 5 test intervals.
@@ -47,144 +49,11 @@ class FixtureError(RenderError):
         super().__init__(problem if problem.startswith(prefix) else prefix + problem)
 
 
-def test_path(system_id: str) -> str:
-    return f"prometheus/tests/{system_id}_test.yml"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Input series
-
-
-def parse_series(text: str) -> tuple[str, dict[str, str]]:
-    """'name{a="b"}' -> ('name', {'a': 'b'}) (the promtool series notation, not a PromQL selector)."""
-    match = SERIES_RE.match(text.strip())
-    if not match:
-        raise ValueError(f'not a series like name{{label="value"}}: {text!r}')
-    name, body = match.group(1), match.group(2) or ""
-    labels, position = {}, 0
-    while position < len(body):
-        pair = LABEL_PAIR_RE.match(body, position)
-        if not pair or pair.end() == position:
-            raise ValueError(f"cannot read labels of {text!r}")
-        labels[pair.group(1)] = pair.group(2)
-        position = pair.end()
-    return name, labels
-
-
-def series_text(name: str, labels: dict[str, str]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}" if inner else name
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Phases of one test group: [(signal value v, number of samples)], sampled every `interval` seconds."""
-
-    interval: int
-    phases: tuple[tuple[float, int], ...]
-
-
-def series_values(kind: str, scale: float, offset: float, timeline: Timeline, where: str) -> str:
-    """promtool expanding notation for one series over the timeline."""
-    parts, cumulative = [], 0.0
-    for index, (v, samples) in enumerate(timeline.phases):
-        level = scale * v + offset
-        if kind == "gauge":
-            parts.append(f"{format_number(level)}x{samples - 1}")
-            continue
-        if level < 0:
-            raise ValueError(f"{where}: counter rate {level} < 0 at v={v}")
-        step = level * timeline.interval
-        start = cumulative if index == 0 else cumulative + step
-        parts.append(f"{format_number(start)}+{format_number(step)}x{samples - 1}")
-        cumulative = start + step * (samples - 1)
-    return " ".join(parts)
-
-
-def input_series(
-    fixture: Fixture, target: dict[str, str], timeline: Timeline, where: str
-) -> tuple[list[dict], dict[str, str]]:
-    """The group's input_series and the merged labels of all series (for expected alert labels)."""
-    rows: list[dict] = []
-    seen_labels: dict[str, str] = {}
-    for item in fixture.series:
-        name, labels = parse_series(item.series)
-        merged = {**target, **labels}
-        for key, value in merged.items():
-            seen_labels.setdefault(key, value)
-        rows.append(
-            {
-                "series": series_text(name, merged),
-                "values": series_values(item.type, item.scale, item.offset, timeline, where),
-            }
-        )
-    return rows, seen_labels
-
-
-# ----------------------------------------------------------------------------------------------------
-# Expected alerts
-
-
-def breach_and_safe(threshold: Threshold) -> tuple[float, float]:
-    """(a value just past the threshold, a value just on its good side)."""
-    value, op = threshold.value, threshold.operator
-    alerting_up = op in (">", ">=")
-    if threshold.unit == "boolean":
-        safe = threshold.target
-        return (1.0 - safe, safe)
-    if threshold.unit == "count":
-        step = 1.0
-        if op == ">":
-            return value + step, value
-        if op == ">=":
-            return value, value - step
-        if op == "<":
-            return value - step, value
-        return value, value + step
-    delta = abs(value) * 0.02 if value else 0.01
-    breach = value + delta if alerting_up else value - delta
-    safe = value - delta if alerting_up else value + delta
-    return round(breach, 12), round(safe, 12)
-
-
-def holds(threshold: Threshold, v: float) -> bool:
-    return {
-        ">": v > threshold.value,
-        ">=": v >= threshold.value,
-        "<": v < threshold.value,
-        "<=": v <= threshold.value,
-    }[threshold.operator]
-
-
-def expected_annotations(alert: Alert, value: float) -> dict[str, str]:
-    """The alert's annotations as Prometheus renders them for $value = value."""
-    out = {}
-    for key, text in alert.annotations.items():
-        if isinstance(alert.source, Threshold):
-            text = text.replace(value_template(alert.source.unit), format_value(alert.source.unit, value))
-        else:
-            text = text.replace(SLO_VALUE_TEMPLATE, humanize_percentage(value))
-        if "{{" in text:
-            raise ValueError(f"annotation {key} of {alert.alert_name} has a template the test cannot predict")
-        out[key] = text
-    return out
-
-
-def expected_labels(alert: Alert, fixture: Fixture, seen: dict[str, str], where: str) -> dict[str, str]:
-    labels = {}
-    for key in fixture.keeps:
-        if key not in seen:
-            raise ValueError(f"{where}: kept label {key!r} is on no input series")
-        labels[key] = seen[key]
-    labels.update(alert.labels)
-    return dict(sorted(labels.items()))
-
-
 def _state(level: Threshold, t: int, v1: float, v2: float, p: int, settle: int) -> bool | None:
     """Is this level firing at time t when the signal is v1 before p and v2 after (settling within
     `settle`)? None when it cannot be said for sure."""
     f = parse_duration(level.for_)
-    c1, c2 = holds(level, v1), holds(level, v2)
+    c1, c2 = breaches(level.operator, v1, level.value), breaches(level.operator, v2, level.value)
     if t < p:
         if not c1:
             return False
@@ -503,27 +372,15 @@ def system_test_groups(catalogue: Catalogue, system: System) -> list[dict]:
     return groups
 
 
-def _test_document(catalogue: Catalogue, system: System, groups: list[dict], evaluation_interval: str) -> str:
-    names = catalogue_rule_groups(catalogue, system)
-    order = [f"{system.id}-records", f"{system.id}-slo-records", f"{system.id}-alerts"]
+def _test_document(system: System, groups: list[dict], evaluation_interval: str) -> str:
     document = {
         "rule_files": [f"../rules/{system.id}.yml"],
         "evaluation_interval": evaluation_interval,
-        "group_eval_order": [g for g in order if g in names],
+        "group_eval_order": rule_groups(system),
         "tests": [{k: v for k, v in g.items() if k != "_baseline"} for g in groups],
     }
     sources = [f"thresholds/{system.file} (tests for {rule_path(system.id)})"]
     return header("#", sources) + yaml_dump(document)
-
-
-def catalogue_rule_groups(catalogue: Catalogue, system: System) -> set[str]:
-    """Names of the rule groups rendered for a system."""
-    names = {f"{system.id}-alerts"}
-    if any(t.record for t in system.thresholds):
-        names.add(f"{system.id}-records")
-    if system.slos:
-        names.add(f"{system.id}-slo-records")
-    return names
 
 
 def render_promtool_tests(catalogue: Catalogue) -> dict[str, str]:
@@ -535,11 +392,9 @@ def render_promtool_tests(catalogue: Catalogue) -> dict[str, str]:
         regular = [g for g in groups if not g.get("_baseline")]
         baseline = [g for g in groups if g.get("_baseline")]
         if regular:
-            files[test_path(system.id)] = _test_document(
-                catalogue, system, regular, catalogue.settings.test_interval
-            )
+            files[test_path(system.id)] = _test_document(system, regular, catalogue.settings.test_interval)
         if baseline:
-            files[f"prometheus/tests/{system.id}_baseline_test.yml"] = _test_document(
-                catalogue, system, baseline, format_duration(BASELINE_EVAL_STEPS * interval)
+            files[test_path(system.id, baseline=True)] = _test_document(
+                system, baseline, format_duration(BASELINE_EVAL_STEPS * interval)
             )
     return files

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from redline.generate.catalogue import Catalogue, Runbook, Slo, System, Threshold
-from redline.generate.conventions import dashboard_url, runbook_anchor
-from redline.generate.humanize import format_value, humanize_percentage
-from redline.generate.render.common import header
-from redline.generate.render.rules import (
-    SIDE_WORDS,
+from redline.generate.alerts import SIDE_WORDS, target_phrase
+from redline.generate.conventions import (
     burn_rate_windows,
+    dashboard_url,
+    runbook_anchor,
+    runbook_path,
     slo_record,
-    target_phrase,
     tiers_by_severity,
 )
-
-
-def runbook_path(system_id: str) -> str:
-    return f"docs/runbooks/{system_id}.md"
+from redline.generate.humanize import format_value, humanize_percentage
+from redline.generate.model import Catalogue, Runbook, Slo, System, Threshold
+from redline.generate.render.common import markdown_header
 
 
 def _common(runbook: Runbook) -> list[str]:
@@ -108,7 +105,7 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
 
 def render_system_runbook(catalogue: Catalogue, system: System) -> str:
     lines = [
-        f"<!-- {header('', [f'thresholds/{system.file}']).replace(chr(10), ' ').strip()} -->",
+        markdown_header([f"thresholds/{system.file}"]),
         "",
         f"# Runbook: {system.name}",
         "",
@@ -117,7 +114,7 @@ def render_system_runbook(catalogue: Catalogue, system: System) -> str:
         "means, its threshold and the quoted source line, likely causes, first steps and escalation.",
         "",
     ]
-    for alert_name in _alert_names(system):
+    for alert_name in system.alert_names():
         lines.append(f"- [{alert_name}](#{runbook_anchor(alert_name)})")
     lines.append("")
     done: set[str] = set()
@@ -133,18 +130,9 @@ def render_system_runbook(catalogue: Catalogue, system: System) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _alert_names(system: System) -> list[str]:
-    names: list[str] = []
-    items: list[Threshold | Slo] = [*system.thresholds, *system.slos]
-    for item in items:
-        if item.alert_name not in names:
-            names.append(item.alert_name)
-    return names
-
-
 def render_index(catalogue: Catalogue) -> str:
     lines = [
-        f"<!-- {header('', ['thresholds/*.yml']).replace(chr(10), ' ').strip()} -->",
+        markdown_header(["thresholds/*.yml"]),
         "",
         "# Runbooks",
         "",
@@ -153,7 +141,7 @@ def render_index(catalogue: Catalogue) -> str:
     ]
     for system in catalogue.systems:
         lines += [f"## [{system.name}]({system.id}.md)", ""]
-        for alert_name in _alert_names(system):
+        for alert_name in system.alert_names():
             lines.append(f"- [{alert_name}]({system.id}.md#{runbook_anchor(alert_name)})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from redline.generate.catalogue import Catalogue
+from redline.generate.model import Catalogue
 from redline.generate.render.dashboards.common import to_json
 from redline.generate.render.dashboards.hosts import HOST_SYSTEM, hosts_dashboard
 from redline.generate.render.dashboards.overview import overview_dashboard

@@ -17,9 +17,9 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import QueryEditorMode
 
-from redline.generate.catalogue import SEVERITIES, Threshold
 from redline.generate.conventions import OVERVIEW_UID
 from redline.generate.humanize import format_value
+from redline.generate.model import SEVERITIES, Threshold
 
 # Fixed UIDs of grafana/provisioning/datasources/redline.yml.
 PROMETHEUS_UID = "redline-prometheus"

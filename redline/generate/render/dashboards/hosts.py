@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 
-from redline.generate.catalogue import Catalogue, System
+from redline.generate.model import Catalogue, System
 from redline.generate.render.dashboards import common
 from redline.generate.render.dashboards.system import FIRST_EXTRA_PANEL, system_dashboard
 

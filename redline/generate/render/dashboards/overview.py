@@ -15,8 +15,8 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import BigValueTextMode
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from redline.generate.catalogue import SEVERITIES, Catalogue, Slo, System, Threshold, format_number
 from redline.generate.conventions import OVERVIEW_UID, dashboard_uid
+from redline.generate.model import SEVERITIES, Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
 from redline.generate.render.dashboards.system import (
     budget_left_query,

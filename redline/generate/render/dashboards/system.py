@@ -14,10 +14,9 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 
-from redline.generate.catalogue import Catalogue, Slo, System, Threshold, format_number
-from redline.generate.conventions import dashboard_uid, panel_id, runbook_url
+from redline.generate.conventions import dashboard_uid, panel_id, runbook_url, slo_record
+from redline.generate.model import Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
-from redline.generate.render.rules import slo_record
 
 # Own panel ids of a system dashboard (catalogue entries use 100..9999, see redline/generate/conventions.py).
 ROW_TARGETS = 1

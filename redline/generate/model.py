@@ -1,0 +1,289 @@
+"""The catalogue as the generator sees it: frozen dataclasses, durations and numbers.
+
+The bottom layer of redline.generate: it imports nothing of the project. `schema` builds these objects
+from thresholds/*.yml, `validate` checks them across entries, the renderers read them. A threshold entry
+with warning and critical levels becomes two Threshold objects with the same alert name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SEVERITIES = ("critical", "warning", "info")  # most severe first
+OPERATORS = (">", ">=", "<", "<=")
+METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
+# unit -> what a value means; the renderers choose formatting from it.
+UNITS = ("seconds", "bytes", "ratio", "count", "fps", "multiplier", "boolean")
+# linear: the signal equals v when the series follow scale * v + offset; baseline: the same, compared with
+# a history one week earlier (qerrors); always: the alert fires whatever the input (Watchdog).
+FIXTURE_KINDS = ("linear", "baseline", "always")
+DURATION_PATTERN = r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Prometheus duration such as '5m' or '1h30m'; ValueError when it is not one."""
+    match = _DURATION_RE.match(text) if isinstance(text, str) and text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 1d")
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest Prometheus duration string for a number of seconds ('90s' -> '1m30s')."""
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, suffix in zip(_DURATION_UNITS, "wdhms", strict=True):
+        count, seconds = divmod(seconds, unit)
+        if count:
+            parts.append(f"{count}{suffix}")
+    return "".join(parts)
+
+
+def format_le(value: float) -> str:
+    """A histogram bucket bound as Prometheus 3 normalises the `le` label ('0.1', '1.0', '10.0')."""
+    return repr(float(value))
+
+
+def format_number(value: float) -> str:
+    """A threshold number as written in PromQL and YAML: no exponent, no trailing zeros."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.12f}".rstrip("0").rstrip(".")
+
+
+def breaches(operator: str, value: float, threshold: float) -> bool:
+    """True when `value <operator> threshold` holds (the alerting side of a threshold)."""
+    return {
+        ">": value > threshold,
+        ">=": value >= threshold,
+        "<": value < threshold,
+        "<=": value <= threshold,
+    }[operator]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of a system's contract."""
+
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    system: str = ""
+
+
+@dataclass(frozen=True)
+class Runbook:
+    """What on-call reads: meaning, causes, first steps, escalation."""
+
+    meaning: str
+    causes: tuple[str, ...]
+    actions: tuple[str, ...]
+    escalation: str
+
+
+@dataclass(frozen=True)
+class FixtureSeries:
+    """A promtool input series whose value (gauge) or per-second rate (counter) is scale * v + offset,
+    where v is the signal value the test wants to produce."""
+
+    series: str
+    type: str  # gauge | counter
+    scale: float
+    offset: float
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """How the generated promtool tests drive a signal to a chosen value."""
+
+    series: tuple[FixtureSeries, ...]
+    keeps: tuple[str, ...]  # labels the signal keeps (values taken from the series labels)
+    kind: str = "linear"  # one of FIXTURE_KINDS
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One alerting level of one catalogue entry (an entry with warning and critical gives two)."""
+
+    id: str
+    system: str
+    alert_name: str
+    summary: str
+    measures: str
+    signal: str
+    record: str | None
+    metric: str
+    operator: str
+    value: float
+    target: float
+    unit: str
+    for_: str
+    severity: str
+    quote: str
+    source: str
+    runbook: Runbook
+    fixture: Fixture | None
+    file: str
+    extra_labels: tuple[tuple[str, str], ...] = ()
+    description: str | None = None  # replaces the generated description when the entry gives one
+    entry_values: tuple[float, ...] = ()  # the alert values of every level of the entry
+    standard_name: bool = False  # the alert name is a convention of its own (Watchdog), not prefixed
+
+    @property
+    def expr(self) -> str:
+        """The full, self-contained alert condition over raw metrics (works without recording rules)."""
+        return f"({self.signal.strip()}) {self.operator} {format_number(self.value)}"
+
+    @property
+    def rule_expr(self) -> str:
+        """The alert condition as written in the rule file (reads the recording rule when there is one)."""
+        if self.record:
+            return f"{self.record} {self.operator} {format_number(self.value)}"
+        return self.expr
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"severity": self.severity, "system": self.system, **dict(self.extra_labels)}
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A service level objective, rendered as multi-window multi-burn-rate alerts."""
+
+    id: str
+    system: str
+    alert_name: str
+    name: str
+    summary: str
+    objective: float
+    period: str
+    error_ratio: str  # PromQL with the placeholder {window}
+    metric: str
+    quote: str
+    source: str
+    runbook: Runbook
+    fixture: Fixture | None
+    file: str
+    le: float | None = None
+
+    @property
+    def slo_label(self) -> str:
+        """Value of the `slo` label on the recording rules and alerts."""
+        return f"{self.system}-{self.id}"
+
+    @property
+    def error_budget(self) -> float:
+        return round(1 - self.objective, 12)
+
+    def error_ratio_for(self, window: str) -> str:
+        """The error-ratio PromQL over one window."""
+        return self.error_ratio.strip().replace("{window}", window)
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """One tier of the multi-window multi-burn-rate alerts (from redline.yml settings)."""
+
+    severity: str
+    factor: float
+    long_window: str
+    short_window: str
+    for_: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Stack-wide settings (thresholds/redline.yml `settings:`)."""
+
+    grafana_url: str
+    runbook_base_url: str
+    burn_rates: tuple[BurnRate, ...]
+    test_interval: str
+    test_settle: str
+
+
+@dataclass(frozen=True)
+class System:
+    """One monitored system: its metric contract, thresholds and SLOs."""
+
+    id: str
+    name: str
+    source: str
+    file: str
+    alert_prefix: str
+    metrics: list[MetricSpec]
+    thresholds: list[Threshold]
+    slos: list[Slo]
+    test_targets: tuple[tuple[tuple[str, str], ...], ...] = ()
+
+    def entries(self) -> list[Threshold | Slo]:
+        """Every threshold level and SLO, in file order."""
+        return [*self.thresholds, *self.slos]
+
+    def entry_ids(self) -> list[str]:
+        """Distinct threshold and SLO entry ids, in file order (one dashboard panel each)."""
+        return list(dict.fromkeys(item.id for item in self.entries()))
+
+    def alert_names(self) -> list[str]:
+        """Distinct alert names, in file order (one runbook section each)."""
+        return list(dict.fromkeys(item.alert_name for item in self.entries()))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The whole catalogue."""
+
+    systems: list[System]
+    settings: Settings
+    directory: Path
+
+    def system(self, system_id: str) -> System:
+        for system in self.systems:
+            if system.id == system_id:
+                return system
+        raise KeyError(system_id)
+
+    def metric(self, name: str) -> MetricSpec:
+        """The contract entry of a metric, looked up across all systems."""
+        for system in self.systems:
+            for metric in system.metrics:
+                if metric.name == name:
+                    return metric
+        raise KeyError(name)
+
+    def thresholds(self) -> Iterator[Threshold]:
+        for system in self.systems:
+            yield from system.thresholds
+
+    def slos(self) -> Iterator[Slo]:
+        for system in self.systems:
+            yield from system.slos
+
+
+def reads_metric(query: str, metric: MetricSpec) -> bool:
+    """True when a PromQL query names the metric (a histogram: one of its _bucket/_sum/_count series)."""
+    names = [metric.name]
+    if metric.type == "histogram":
+        names += [metric.name + suffix for suffix in ("_bucket", "_sum", "_count")]
+    return any(re.search(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:])", query) for name in names)
+
+
+def with_for_override(catalogue: Catalogue, duration: str) -> Catalogue:
+    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: duration`."""
+    systems = [
+        dataclasses.replace(s, thresholds=[dataclasses.replace(t, for_=duration) for t in s.thresholds])
+        for s in catalogue.systems
+    ]
+    tiers = tuple(dataclasses.replace(t, for_=duration) for t in catalogue.settings.burn_rates)
+    return dataclasses.replace(
+        catalogue, systems=systems, settings=dataclasses.replace(catalogue.settings, burn_rates=tiers)
+    )

@@ -1,0 +1,108 @@
+"""Render redline/topology.py into prometheus/prometheus.yml and compose's target files.
+
+prometheus.yml is shared by compose and the native stack: every address lives in the file_sd target
+files it reads (`targets/<file>*.yml`), which `redline up` writes for 127.0.0.1 from the same topology
+and this renderer writes for compose (prometheus/targets/compose/, ha/ for the three-Alertmanager
+profile). A scrape job per topology job, with its interval.
+"""
+
+from __future__ import annotations
+
+from redline import topology
+from redline.generate.model import Catalogue
+from redline.generate.render.common import TOPOLOGY, header, yaml_dump
+
+PROMETHEUS_CONFIG = "prometheus/prometheus.yml"
+COMPOSE_TARGETS = "prometheus/targets/compose"
+
+# Everything of prometheus.yml but the scrape jobs. The intervals are the ones docs/alert-latency.md
+# measures: applications scraped every 1 s (their jobs in redline/topology.py) and rules evaluated every
+# 1 s, so a critical condition reaches Alertmanager within about 2 s (the job pipeline asks for detection
+# and notification in under 5 s).
+GLOBAL = """\
+global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+  evaluation_interval: 1s
+  external_labels:
+    stack: redline
+
+rule_files:
+  - rules/*.yml
+
+alerting:
+  alertmanagers:
+    - api_version: v2
+      timeout: 5s
+      file_sd_configs:
+        - files: [targets/alertmanagers*.yml]
+
+scrape_configs:
+"""
+# The probe job scrapes blackbox_exporter's /probe with the URL as its target parameter.
+PROBE_SETTINGS = """\
+    metrics_path: /probe
+    params:
+      module: [http_2xx]
+"""
+PROBE_RELABELLING = """\
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - source_labels: [__blackbox_address__]
+        target_label: __address__
+"""
+
+
+def render_prometheus_config() -> str:
+    """prometheus/prometheus.yml: global settings, then one scrape job per topology job."""
+    lines = [
+        header("#", [TOPOLOGY], change=TOPOLOGY).rstrip(),
+        "# Shared by `docker compose up` and the native stack (`make up`): every address is in the target",
+        "# files (targets/*.yml, file_sd), which `redline up` writes into its run folder for 127.0.0.1 and",
+        f"# {COMPOSE_TARGETS}/ holds for compose. See docs/alert-latency.md for the intervals.",
+        GLOBAL.rstrip(),
+    ]
+    for index, job in enumerate(topology.JOBS):
+        if job.comment:
+            lines += [""] if index else []
+            lines += [f"  # {line}" for line in job.comment.splitlines()]
+        lines.append(f"  - job_name: {job.name}")
+        if job.interval:
+            lines += [f"    scrape_interval: {job.interval}", f"    scrape_timeout: {job.interval}"]
+        if job.name == topology.PROBE_JOB:
+            lines.append(PROBE_SETTINGS.rstrip())
+        lines.append(f"    file_sd_configs: [{{ files: [targets/{job.target_file}*.yml] }}]")
+        if job.name == topology.PROBE_JOB:
+            lines.append(PROBE_RELABELLING.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _target_file(stem: str, groups: list[dict], profile: str) -> str:
+    return (
+        header("#", [TOPOLOGY], change=TOPOLOGY)
+        + f"# Target file {stem}.yml of docker-compose.yml ({profile}); `redline up` writes the native one.\n"
+        + yaml_dump(groups)
+    )
+
+
+def render_compose_targets() -> dict[str, str]:
+    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs."""
+    rows = [row for row in topology.ENDPOINTS if row.compose]
+    single = topology.target_files([row for row in rows if not row.ha_only], topology.compose_address)
+    ha = topology.target_files(rows, topology.compose_address)
+    files = {
+        f"{COMPOSE_TARGETS}/{stem}.yml": _target_file(stem, groups, "default")
+        for stem, groups in single.items()
+    }
+    for stem, groups in ha.items():
+        if single.get(stem) != groups:
+            files[f"{COMPOSE_TARGETS}/ha/{stem}.yml"] = _target_file(stem, groups, "profile ha")
+    return files
+
+
+def render_targets(catalogue: Catalogue) -> dict[str, str]:
+    """Renderer: prometheus.yml and the compose target files (from the topology, not the catalogue)."""
+    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets()}
