@@ -10,6 +10,7 @@ import threading
 
 from redline.exporters.host.collectors import build_registry
 from redline.exporters.host.config import ConfigError, load_config
+from redline.exporters.host.flags import add_collector_arguments, apply_collector_arguments
 from redline.exporters.process import freeze_startup_objects, share_malloc_arena
 from redline.telemetry.otlp_bridge import add_otlp_arguments, bridge_from_args
 from redline.telemetry.web import WebConfigError, load_web_config, parse_listen, serve
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--web-config", help="YAML with tls_server_config and basic_auth_users (bcrypt)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_otlp_arguments(parser)
+    add_collector_arguments(parser)
     return parser
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
     )
     try:
         parse_listen(args.listen)
-        config = load_config(args.config)
+        config = apply_collector_arguments(load_config(args.config), args)
         if args.web_config:
             load_web_config(args.web_config)  # fail before binding anything
         registry = build_registry(config)
