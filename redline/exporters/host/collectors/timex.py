@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,11 +60,16 @@ class Timex:
     tai: int
 
 
+@functools.cache
+def _adjtimex_call() -> Callable[..., int]:
+    # find_library runs ldconfig: look libc up once, not on every scrape
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).adjtimex
+
+
 def adjtimex() -> Timex:
     """Read the kernel's clock state; NoDataError where the call is not permitted (some sandboxes)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     buf = _Timex()
-    state = libc.adjtimex(ctypes.byref(buf))
+    state = _adjtimex_call()(ctypes.byref(buf))
     if state < 0:
         err = ctypes.get_errno()
         raise NoDataError(f"adjtimex: {os.strerror(err)}")
