@@ -39,10 +39,12 @@ from common import (  # bench/common.py; puts the repository on sys.path
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from redline.exporters.host.config import DEFAULT_ENABLED
 from redline.exporters.process import freeze_startup_objects
 from redline.telemetry.otlp_bridge import OtlpBridge, count_points
 
-NODE_COLLECTORS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname")
+# the same collectors on both sides: redline's defaults, which are node_exporter's defaults that redline has
+NODE_COLLECTORS = DEFAULT_ENABLED
 # What Prometheus 3.x sends with its default scrape_protocols.
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
@@ -133,18 +135,33 @@ def measure(targets: Mapping[str, tuple[subprocess.Popen, Scrape]], scrapes: int
     return results
 
 
-def bench_scrapes(scrapes: int, otlp_url: str) -> tuple[list[dict], list[dict]]:
-    ours = [sys.executable, "-m", "redline.cli", "exporter", "host", "--listen", "127.0.0.1:{port}"]
+def bench_scrapes(scrapes: int, otlp_url: str, textfiles: str) -> tuple[list[dict], list[dict]]:
+    # both read the same (empty) textfile directory; Debian's node_exporter defaults to a missing one
+    ours = [
+        sys.executable,
+        "-m",
+        "redline.cli",
+        "exporter",
+        "host",
+        "--listen",
+        "127.0.0.1:{port}",
+        "--collector.textfile.directory",
+        textfiles,
+    ]
+    same = len(NODE_COLLECTORS)
     targets = {
-        "redline host exporter": ours,
+        f"redline host exporter ({same} collectors)": ours,
         "redline host exporter + OTLP push every 1 s": [
             *ours, "--otlp-endpoint", otlp_url, "--otlp-interval", "1",
         ],
-        "node_exporter (same 9 collectors)": [
+        f"node_exporter (same {same} collectors)": [
             tool("node_exporter"), "--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-            *(f"--collector.{c}" for c in NODE_COLLECTORS),
+            *(f"--collector.{c}" for c in NODE_COLLECTORS), f"--collector.textfile.directory={textfiles}",
         ],
-        "node_exporter (defaults)": [tool("node_exporter"), "--web.listen-address=127.0.0.1:{port}"],
+        "node_exporter (defaults)": [
+            tool("node_exporter"), "--web.listen-address=127.0.0.1:{port}",
+            f"--collector.textfile.directory={textfiles}",
+        ],
     }  # fmt: skip
     running = {}
     try:
@@ -225,7 +242,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         vmagent, otlp_url = start_vmagent(tmp)
         try:
-            plain, prometheus = bench_scrapes(args.scrapes, otlp_url)
+            textfiles = os.path.join(tmp, "textfile")
+            os.mkdir(textfiles)
+            plain, prometheus = bench_scrapes(args.scrapes, otlp_url, textfiles)
         finally:
             vmagent.terminate()
             vmagent.wait(timeout=10)

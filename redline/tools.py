@@ -172,11 +172,11 @@ class PrivateApt:
         keyring = self.archive.get("keyring", "/usr/share/keyrings/debian-archive-keyring.gpg")
         if not Path(keyring).exists():
             raise ToolError(f"the Debian keyring {keyring} is missing (package debian-archive-keyring)")
-        line = (
-            f"deb [signed-by={keyring}] {self.archive['url']} {self.archive['suite']} "
-            f"{self.archive.get('component', 'main')}\n"
+        where = f"{self.archive['url']} {self.archive['suite']} {self.archive.get('component', 'main')}"
+        # deb-src: the upstream tarballs of `sources:` in tools/versions.yml come from source packages
+        (self.base / "sources.list").write_text(
+            f"deb [signed-by={keyring}] {where}\ndeb-src [signed-by={keyring}] {where}\n"
         )
-        (self.base / "sources.list").write_text(line)
 
     def update(self) -> None:
         print(f"==> apt-get update ({self.archive['suite']}, private lists in {self.base})", flush=True)
@@ -198,6 +198,16 @@ class PrivateApt:
         found = sorted(debs.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise ToolError(f"apt-get download {package} produced no .deb in {debs}")
+        return found[-1]
+
+    def download_upstream_tarball(self, package: str, folder: Path) -> Path:
+        """The upstream (orig) tarball of a source package, its checksum verified by apt."""
+        print(f"==> downloading the upstream tarball of source package {package}", flush=True)
+        command = ["apt-get", *self.options(), "source", "--download-only", "--tar-only", package]
+        self._run(command, cwd=folder)
+        found = sorted(folder.glob(f"{package}_*.orig.tar.*"))
+        if not found:
+            raise ToolError(f"apt-get source --tar-only {package} produced no .orig.tar in {folder}")
         return found[-1]
 
     @staticmethod
@@ -257,6 +267,84 @@ def fetch_all(
     return versions
 
 
+SRC_DIR = TOOLS_DIR / "src"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A folder of an upstream source tree, from a Debian source package's upstream tarball."""
+
+    name: str
+    package: str
+    path: str
+    spec: SpecifierSet
+
+
+def load_sources(path: Path = VERSIONS_FILE) -> list[Source]:
+    """The `sources:` of tools/versions.yml; errors name the file, the entry and the field."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ToolError(f"{path}: cannot read: {err}") from err
+    sources = []
+    for name, entry in (data.get("sources") or {}).items():
+        where = f"{path}: sources.{name}"
+        if not isinstance(entry, dict) or set(entry) - {"package", "path", "version"}:
+            raise ToolError(f"{where}: expected a mapping of package, path and version")
+        for key in ("package", "path", "version"):
+            if not isinstance(entry.get(key), str):
+                raise ToolError(f"{where}.{key}: missing or not a string")
+        try:
+            spec = SpecifierSet(entry["version"])
+        except InvalidSpecifier as err:
+            raise ToolError(f"{where}.version: {entry['version']!r} is not a version constraint") from err
+        sources.append(Source(name, entry["package"], entry["path"].strip("/"), spec))
+    return sources
+
+
+def source_dir(name: str) -> Path | None:
+    """The unpacked folder of a `sources:` entry (.tools/src/NAME), or None before 'make setup'."""
+    folder = SRC_DIR / name
+    return folder if (folder / ".version").is_file() else None
+
+
+def fetch_sources(sources: list[Source], archive: dict, force: bool = False) -> dict[str, str]:
+    """Unpack each source's folder into .tools/src/NAME; returns name -> upstream version. Fetches only
+    what is missing or no longer satisfies its pin."""
+    versions: dict[str, str] = {}
+    missing = []
+    for source in sources:
+        marker = SRC_DIR / source.name / ".version"
+        recorded = parse_version(marker.read_text()) if marker.is_file() else None
+        if recorded is not None and recorded in source.spec and not force:
+            versions[source.name] = str(recorded)
+        else:
+            missing.append(source)
+    if not missing:
+        return versions
+    apt = PrivateApt(archive)
+    apt.prepare()
+    apt.update()
+    for source in missing:
+        with tempfile.TemporaryDirectory(prefix="redline-src-") as tmp:
+            tarball = apt.download_upstream_tarball(source.package, Path(tmp))
+            version = parse_version(tarball.name.split("_", 1)[1])
+            if version is None or version not in source.spec:
+                raise ToolError(f"{source.name}: {tarball.name} does not satisfy {source.spec}")
+            unpacked = Path(tmp) / "unpacked"
+            unpacked.mkdir()
+            subprocess.run(["tar", "-xf", str(tarball), "-C", str(unpacked)], check=True)
+            found = [p for p in unpacked.glob(f"*/{source.path}") if p.is_dir()]
+            if not found:
+                raise ToolError(f"{source.name}: {source.path} is not in {tarball.name}")
+            target = SRC_DIR / source.name
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(found[0], target)
+            (target / ".version").write_text(f"{version}\n")
+            versions[source.name] = str(version)
+    return versions
+
+
 def _install_data(source: Path, target: Path) -> None:
     """Install a package's data folder where its binary reads it (Debian's alertmanager reads its
     default templates from /usr/share/prometheus/alertmanager, a path no flag changes)."""
@@ -308,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             versions = check_all(tools, args.versions_file)
         else:
             versions = fetch_all(tools, archive, force=args.force, versions_file=args.versions_file)
+            sources = load_sources(args.versions_file)
+            if sources and shutil.which("apt-get") is not None:
+                for name, version in fetch_sources(sources, archive, force=args.force).items():
+                    print(f"    {name} (source)  {version}")
     except ToolError as err:
         print(f"redline setup-tools: {err}", file=sys.stderr)
         return 1

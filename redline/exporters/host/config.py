@@ -1,7 +1,10 @@
-"""The host exporter's YAML config: named process groups, collector budget, filesystem exclusions.
+"""The host exporter's YAML config: collectors on and off, named process groups, budget, exclusions.
 
     collector_timeout_seconds: 3          # per-collector time budget on each scrape
+    enable_collectors: [processes]        # off by default (as in node_exporter), see DEFAULT_DISABLED
     disable_collectors: [diskstats]       # node_exporter collector names, see COLLECTOR_NAMES
+    textfile:
+      directory: /var/lib/prometheus/node-exporter   # *.prom files; default none (node_exporter's)
     filesystem:
       mount_points_exclude: '^/(dev|proc|sys)($|/)'   # default: node_exporter's
       fs_types_exclude: '^(autofs|proc|sysfs|tmpfs)$'  # default: node_exporter's
@@ -34,12 +37,23 @@ DEFAULT_FS_TYPES_EXCLUDE = (
 )
 DEFAULT_DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 DEFAULT_COLLECTOR_TIMEOUT_SECONDS = 3.0
-COLLECTOR_NAMES = (
-    "cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat", "time", "uname", "namedprocess",
+# node_exporter's collectors that redline implements, split by node_exporter's own default (on or off).
+DEFAULT_ENABLED = (
+    "arp", "conntrack", "cpu", "diskstats", "entropy", "filefd", "filesystem", "loadavg", "meminfo",
+    "netclass", "netdev", "netstat", "pressure", "sockstat", "softnet", "stat", "textfile", "time", "timex",
+    "uname", "vmstat",
 )  # fmt: skip
+DEFAULT_DISABLED = ("processes",)
+# namedprocess (process-exporter's names) runs whenever process_groups are configured.
+COLLECTOR_NAMES = (*DEFAULT_ENABLED, *DEFAULT_DISABLED, "namedprocess")
+DEFAULT_PROCFS, DEFAULT_SYSFS, DEFAULT_ROOTFS = "/proc", "/sys", "/"  # node_exporter's --path.* defaults
 
-_TOP_KEYS = {"collector_timeout_seconds", "disable_collectors", "filesystem", "process_groups"}
+_TOP_KEYS = {
+    "collector_timeout_seconds", "enable_collectors", "disable_collectors", "filesystem", "textfile",
+    "process_groups",
+}  # fmt: skip
 _FS_KEYS = {"mount_points_exclude", "fs_types_exclude"}
+_TEXTFILE_KEYS = {"directory"}
 _GROUP_KEYS = {"name", "comm", "cmdline", "pidfile"}
 
 
@@ -62,10 +76,23 @@ class HostConfig:
     """Validated host exporter settings."""
 
     collector_timeout_seconds: float = DEFAULT_COLLECTOR_TIMEOUT_SECONDS
+    enable_collectors: frozenset[str] = frozenset()
     disable_collectors: frozenset[str] = frozenset()
     mount_points_exclude: re.Pattern[str] = re.compile(DEFAULT_MOUNT_POINTS_EXCLUDE)
     fs_types_exclude: re.Pattern[str] = re.compile(DEFAULT_FS_TYPES_EXCLUDE)
+    textfile_directory: str | None = None
     process_groups: tuple[ProcessGroup, ...] = field(default_factory=tuple)
+    # where collectors read the kernel's files (--path.procfs, --path.sysfs, --path.rootfs)
+    procfs: str = DEFAULT_PROCFS
+    sysfs: str = DEFAULT_SYSFS
+    rootfs: str = DEFAULT_ROOTFS
+
+    def enabled_collectors(self) -> list[str]:
+        """The collectors to run, by name, in COLLECTOR_NAMES order."""
+        wanted = (set(DEFAULT_ENABLED) | self.enable_collectors) - self.disable_collectors
+        if self.process_groups and "namedprocess" not in self.disable_collectors:
+            wanted.add("namedprocess")
+        return [name for name in COLLECTOR_NAMES if name in wanted]
 
 
 def load_config(path: str | None) -> HostConfig:
@@ -90,19 +117,22 @@ def parse_config(raw: Any, path: str = "<config>") -> HostConfig:
     timeout = raw.get("collector_timeout_seconds", DEFAULT_COLLECTOR_TIMEOUT_SECONDS)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{where}: collector_timeout_seconds: expected a positive number, got {timeout!r}")
-    disabled = raw.get("disable_collectors") or []
-    if not isinstance(disabled, list):
-        raise ConfigError(f"{where}: disable_collectors: expected a list of collector names")
-    for name in disabled:
-        if name not in COLLECTOR_NAMES:
-            raise ConfigError(
-                f"{where}: disable_collectors: unknown collector {name!r} "
-                f"(known: {', '.join(COLLECTOR_NAMES)})"
-            )
+    enabled = _collector_names(raw, "enable_collectors", where)
+    disabled = _collector_names(raw, "disable_collectors", where)
+    both = sorted(set(enabled) & set(disabled))
+    if both:
+        raise ConfigError(f"{where}: enable_collectors: {both[0]!r} is also in disable_collectors")
     fs = raw.get("filesystem") or {}
     if not isinstance(fs, dict):
         raise ConfigError(f"{where}: filesystem: expected a mapping")
     _reject_unknown(fs, _FS_KEYS, f"{where}: filesystem")
+    textfile = raw.get("textfile") or {}
+    if not isinstance(textfile, dict):
+        raise ConfigError(f"{where}: textfile: expected a mapping")
+    _reject_unknown(textfile, _TEXTFILE_KEYS, f"{where}: textfile")
+    directory = textfile.get("directory")
+    if directory is not None and (not isinstance(directory, str) or not os.path.isabs(directory)):
+        raise ConfigError(f"{where}: textfile.directory: expected an absolute path, got {directory!r}")
     groups_raw = raw.get("process_groups") or []
     if not isinstance(groups_raw, list):
         raise ConfigError(f"{where}: process_groups: expected a list")
@@ -113,7 +143,9 @@ def parse_config(raw: Any, path: str = "<config>") -> HostConfig:
             raise ConfigError(f"{where}: process_groups[{i}].name: duplicate group name {name!r}")
     return HostConfig(
         collector_timeout_seconds=float(timeout),
+        enable_collectors=frozenset(enabled),
         disable_collectors=frozenset(disabled),
+        textfile_directory=directory,
         mount_points_exclude=_regex(
             fs.get("mount_points_exclude", DEFAULT_MOUNT_POINTS_EXCLUDE),
             f"{where}: filesystem.mount_points_exclude",
@@ -123,6 +155,18 @@ def parse_config(raw: Any, path: str = "<config>") -> HostConfig:
         ),
         process_groups=tuple(groups),
     )
+
+
+def _collector_names(raw: dict, key: str, where: str) -> list[str]:
+    names = raw.get(key) or []
+    if not isinstance(names, list):
+        raise ConfigError(f"{where}: {key}: expected a list of collector names")
+    for name in names:
+        if name not in COLLECTOR_NAMES:
+            raise ConfigError(
+                f"{where}: {key}: unknown collector {name!r} (known: {', '.join(COLLECTOR_NAMES)})"
+            )
+    return names
 
 
 def _reject_unknown(mapping: dict, known: set[str], where: str) -> None:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from redline.exporters import server
 from redline.exporters.host.collectors import build_registry
 from redline.exporters.host.config import load_config
+from redline.exporters.host.flags import add_collector_arguments, apply_collector_arguments
 
 PROG = "redline exporter host"
 SERVICE_NAME = "redline-host-exporter"
@@ -23,11 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML: process_groups, collector_timeout_seconds, ... (see docs)")
     server.add_server_arguments(parser, "host-exporter")
+    add_collector_arguments(parser)
     return parser
 
 
 def _build(args: argparse.Namespace) -> tuple[CollectorRegistry, list]:
-    return build_registry(load_config(args.config)), []
+    return build_registry(apply_collector_arguments(load_config(args.config), args)), []
 
 
 def main(argv: list[str]) -> int:
