@@ -9,15 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/redline/bin:$PATH
 
 WORKDIR /app
-# Only what the running parts need; the catalogue (thresholds/) is read at run time for bucket layouts.
+# Only what the running parts need: the package with its `exporters` extra, not the generator's
+# dependencies (the catalogue's numbers they need are rendered into redline/telemetry/contract.py).
 COPY pyproject.toml README.md ./
 COPY redline/ redline/
-COPY thresholds/ thresholds/
 
 # Editable install: the code stays under /app, so files next to the modules (SQL, YAML) resolve as in
 # a checkout. /var/lib/redline is the pager-sink's data folder (a named volume in compose).
 RUN python -m venv /opt/redline \
- && /opt/redline/bin/pip install --editable . \
+ && /opt/redline/bin/pip install --editable '.[exporters]' \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin redline \
  && install -d -o redline -g redline /var/lib/redline
 

@@ -10,7 +10,7 @@ AMTOOL := .tools/bin/amtool
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools up up-ha down status test lint generate check bench clean
+.PHONY: help setup tools up up-ha down status test test-unit test-integration test-e2e lint generate check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -55,8 +55,17 @@ lint: $(STAMP) ## ruff and mypy
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test: setup lint check ## lint, drift and config checks, then the test suite against real processes
-	@$(BIN)/pytest -q $(PYTEST_ARGS)
+test: setup lint check ## lint, drift and config checks, then every test tier (unit, integration, e2e)
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
+
+test-unit: $(STAMP) ## the unit tier: no binary at all, seconds (catalogue, generator, OTLP, collectors on fixtures)
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
+
+test-integration: setup ## the integration tier: real promtool, Prometheus, Alertmanager, vmagent, PostgreSQL
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/integration
+
+test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
 
 BENCHMARKS := host_vs_node instrumentation alert_latency rollback scale
 

@@ -198,11 +198,6 @@ def test_targets(system: str) -> list[dict[str, str]]:
 Address = Callable[[Endpoint], str]
 
 
-def native_address(environ: Mapping[str, str] | None = None) -> Address:
-    """HOST:PORT of an endpoint on the native stack (127.0.0.1, overrides applied)."""
-    return lambda row: f"127.0.0.1:{port(row.name, environ)}"
-
-
 def compose_address(row: Endpoint) -> str:
     """HOST:PORT of an endpoint on compose's network."""
     return f"{row.service}:{row.compose_port or row.port}"

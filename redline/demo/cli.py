@@ -105,7 +105,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, int]:
-    """Port of every part: ports.py defaults or base+offset, then NAME=PORT overrides."""
+    """Port of every part: redline/topology.py defaults or base+offset, then NAME=PORT overrides."""
     control = topology.endpoint(PORT_KEYS["control"]).port
     try:
         ports = {

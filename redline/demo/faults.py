@@ -57,7 +57,7 @@ FAULTS: dict[str, dict[str, str]] = {
 # endpoint refuses to inject them.
 #
 # (system, fault) -> the catalogue alerts, as (alert name, severity), that the fault is meant to trip.
-# tests/test_demo.py turns each fault on and checks every listed alert's expression.
+# tests/integration/test_demo.py turns each fault on and checks every listed alert's expression.
 FAULT_ALERTS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("gamebook", "latency"): (("GamebookLatencyBudgetBurn", "critical"),),
     ("gamebook", "errors"): (("GamebookErrorBudgetBurn", "critical"),),

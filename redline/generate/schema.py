@@ -66,7 +66,7 @@ class Metric(Strict):
 
     name: str = Field(pattern=METRIC_PATTERN, description="metric name, in base units")
     type: Literal["counter", "gauge", "histogram", "summary"]
-    help: Text
+    help: Text = Field(description="what the metric measures")
     labels: list[LabelName] = Field(default_factory=list, description="label names the metric carries")
     buckets: list[float] | None = Field(
         None, description="histograms only: bucket bounds, strictly increasing; every threshold one of them"
@@ -98,8 +98,8 @@ class Series(Strict):
 
     series: Text = Field(description="promtool series notation, e.g. 'name{label=\"value\"}'")
     type: Literal["gauge", "counter"]
-    scale: float = 0.0
-    offset: float = 0.0
+    scale: float = Field(0.0, description="multiplies the signal value v")
+    offset: float = Field(0.0, description="added to scale * v")
 
 
 class Fixture(Strict):
@@ -116,7 +116,7 @@ class Level(Strict):
     """One severity of an entry with several (same alert name, one rule each)."""
 
     severity: Severity
-    value: float = Field(description="alert threshold of this level")
+    value: float = Field(description="alert threshold of this level; more severe levels further past it")
     for_: Duration | None = Field(None, alias="for", description="default: the entry's 'for'")
     quote: Text | None = Field(None, description="default: the entry's 'quote'")
 
@@ -144,7 +144,7 @@ class Threshold(Strict):
     signal: Text = Field(description="PromQL over the metric contract: the value compared with the threshold")
     record: str | None = Field(None, pattern=RECORD_PATTERN, description="recording rule for the signal")
     metric: Text = Field(description="the contract metric the signal is about")
-    operator: Operator
+    operator: Operator = Field(description="the alerting side: the alert fires while `signal operator value`")
     value: float | None = Field(None, description="alert threshold (or levels)")
     severity: Severity | None = Field(None, description="(or levels)")
     levels: list[Level] | None = Field(None, min_length=1, description="one alert rule per severity")
@@ -156,7 +156,7 @@ class Threshold(Strict):
     labels: dict[LabelName, str] = Field(default_factory=dict, description="extra alert labels")
     description: Text | None = Field(None, description="replaces the generated description")
     runbook: Runbook
-    test: Fixture | None = None
+    test: Fixture | None = Field(None, description="how the generated promtool tests reach the threshold")
 
     @model_validator(mode="after")
     def _entry(self) -> Threshold:
@@ -213,19 +213,19 @@ class Threshold(Strict):
 class Slo(Strict):
     """A service level objective: multi-window multi-burn-rate alerts over an error ratio."""
 
-    id: EntryId
-    alert: AlertName
-    name: Text
-    summary: Text
+    id: EntryId = Field(description="unique in the file (the levels of a threshold share theirs)")
+    alert: AlertName = Field(description="CamelCase, starting with the system's alert_prefix")
+    name: Text = Field(description="what the SLO is about, in the alert description")
+    summary: Text = Field(description="annotation summary (the burn speed is appended)")
     objective: float = Field(gt=0, lt=1, description="ratio, e.g. 0.999 for 99.9%")
     period: Duration = Field(description="the SLO window, e.g. 30d")
     error_ratio: Text = Field(description="PromQL of the error ratio with {window} (and {le} when le is set)")
     le: float | None = Field(None, description="histogram bucket the query uses; one of the metric's buckets")
-    metric: Text
-    quote: Text
-    source: Text | None = None
+    metric: Text = Field(description="the contract metric the error ratio reads")
+    quote: Text = Field(description="the line of the source document the objective comes from")
+    source: Text | None = Field(None, description="default: the file's source")
     runbook: Runbook
-    test: Fixture | None = None
+    test: Fixture | None = Field(None, description="v is the error ratio")
 
     @model_validator(mode="after")
     def _placeholders(self) -> Slo:
@@ -242,11 +242,11 @@ class Slo(Strict):
 class BurnRate(Strict):
     """One multi-window burn-rate tier: both windows must burn faster than factor x budget."""
 
-    severity: Severity
-    factor: float = Field(gt=0)
+    severity: Severity = Field(description="critical tiers page, warning tiers open a ticket")
+    factor: float = Field(gt=0, description="burn rate: multiples of the error budget spent per window")
     long_window: Duration
-    short_window: Duration
-    for_: Duration = Field(alias="for")
+    short_window: Duration = Field(description="also burning: the burn is still going on")
+    for_: Duration = Field(alias="for", description="the same for every tier of a severity")
 
 
 class Settings(Strict):

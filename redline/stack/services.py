@@ -102,8 +102,9 @@ AM_SETTLE_TIMEOUT = "5s"
 def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
     """One Alertmanager; with --ha one of three peers gossiping on loopback (web port + 1).
 
-    Cluster flags (the command lines are in alertmanager/README.md, which tests/test_alertmanager_config.py
-    compares with this; tests/test_alertmanager_live.py runs the cluster):
+    Cluster flags (the command lines are in alertmanager/README.md, which
+    tests/integration/test_alertmanager_config.py compares with this;
+    tests/integration/test_alertmanager_live.py runs the cluster):
     a stable --cluster.peer-name am-1/am-2/am-3 (the peer that sorts first notifies, so am-1 is the one
     that pages, on every start); --cluster.peer-timeout=2s (each later peer waits its position times
     this before it notifies; loopback gossip takes milliseconds, the default 15s would only delay pages

@@ -8,10 +8,13 @@ what a module depends on is at its top, for the reader and for this test.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from redline import tools
 from redline.paths import ROOT
 
 PACKAGE = ROOT / "redline"
@@ -132,3 +135,32 @@ def test_no_redline_import_hides_in_a_function() -> None:
 @pytest.mark.parametrize("module", ["redline.generate.model", "redline.topology", "redline.paths"])
 def test_the_bottom_modules_import_no_project_module_above_them(module: str) -> None:
     assert all(layer_of(b) <= layer_of(module) for b in graph()[module])
+
+
+def test_the_unit_tier_has_no_binary() -> None:
+    """The guard of tests/unit/conftest.py is in force here: promtool is nowhere to be found."""
+    assert tools.binary("promtool") is None
+    assert tools.binary("prometheus") is None
+
+
+# What the exporter image (Dockerfile: the `exporters` extra) runs, and what it does not install.
+IMAGE_COMMANDS = ("redline.exporters.host.main", "redline.exporters.jobs.cli", "redline.demo.cli")
+IMAGE_COMMANDS += ("redline.receivers.pager_sink", "redline.cli")
+NOT_IN_IMAGE = ("pydantic", "grafana_foundation_sdk", "supervisor", "packaging", "jsonnet")
+
+
+def test_the_exporter_image_runs_without_the_generator_dependencies() -> None:
+    """Every command of the image imports with the generator's and the stack's packages made
+    unimportable, as in an install of `redline[exporters]`."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {NOT_IN_IMAGE!r}:\n"
+        "            raise ImportError(f'{name} is not in the exporter image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"for module in {IMAGE_COMMANDS!r}:\n"
+        "    __import__(module)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]

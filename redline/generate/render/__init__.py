@@ -1,7 +1,8 @@
 """The renderer registry: each renderer maps the catalogue to {relative path: file text}.
 
 `redline generate` writes the union of all renderers' outputs. To add an artefact, write a function
-`(catalogue) -> dict[str, str]` in its own module and append it to RENDERERS.
+`(catalogue) -> dict[str, str]` in its own module and append it to RENDERERS. A renderer reads only the
+model (redline.generate.model and the layers below it) and redline/topology.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from redline.generate.render.dashboards import render_dashboards
 from redline.generate.render.promtool_tests import render_promtool_tests
 from redline.generate.render.rules import render_rules
 from redline.generate.render.runbooks import render_runbooks
+from redline.generate.render.schema_doc import render_schema
 from redline.generate.render.targets import render_targets
 
 __all__ = ["RENDERERS", "RenderError", "Renderer", "render_all"]
@@ -30,6 +32,7 @@ RENDERERS: list[Renderer] = [
     render_alertmanager_route_tests,
     render_contract,
     render_targets,
+    render_schema,
 ]
 
 

@@ -1,8 +1,8 @@
 """Render the Alertmanager route test cases: for every alert of the catalogue, its labels and receivers.
 
 The expected receivers follow the paging policy (below), independently of alertmanager/alertmanager.yml;
-tests/test_alertmanager_config.py runs `amtool config routes test --verify.receivers` on every case, so
-the hand-written route tree and the catalogue can never disagree about who gets woken up.
+tests/integration/test_alertmanager_config.py runs `amtool config routes test --verify.receivers` on
+every case, so the hand-written route tree and the catalogue can never disagree about who gets woken up.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def render_alertmanager_route_tests(catalogue: Catalogue) -> dict[str, str]:
         header("#", ["thresholds/*.yml"])
         + "# For every alert: the labels its rule sets and the receivers alertmanager/alertmanager.yml must\n"
         + "# route it to. Checked with `amtool config routes test --verify.receivers` by\n"
-        + "# tests/test_alertmanager_config.py.\n"
+        + "# tests/integration/test_alertmanager_config.py.\n"
         + yaml_dump({"cases": route_cases(catalogue)})
     )
     return {ROUTES_TEST_PATH: text}

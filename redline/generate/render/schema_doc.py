@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redline.generate import schema as s
 from redline.generate.model import Catalogue
 from redline.generate.render.common import RenderError, header
 from redline.generate.schema import SystemFile
@@ -20,6 +21,16 @@ README_PATH = "thresholds/README.md"
 BEGIN = "<!-- BEGIN GENERATED schema -->"
 END = "<!-- END GENERATED schema -->"
 SCHEMA_SOURCE = "redline/generate/schema.py"
+# How a pattern reads in the tables (schema.json keeps the patterns themselves).
+PATTERN_TYPES = {
+    s.DURATION_PATTERN: "duration (30s, 5m, 1h30m, 30d)",
+    s.ALERT_NAME_PATTERN: "CamelCase name",
+    s.ENTRY_ID_PATTERN: "id (lower-case words joined by '-')",
+    s.RECORD_PATTERN: "`level:metric:operations`",
+    s.LABEL_PATTERN: "label name",
+    s.METRIC_PATTERN: "metric name",
+    r"^https?://": "http(s) URL",
+}
 
 
 def json_schema() -> dict[str, Any]:
@@ -51,7 +62,7 @@ def _type_text(prop: dict[str, Any]) -> str:
         prop.get("type", ""), "any"
     )
     if "pattern" in prop and prop["pattern"] != r"\S":
-        text += f" `{prop['pattern']}`"
+        return PATTERN_TYPES.get(prop["pattern"], f"{text} `{prop['pattern']}`")
     return text
 
 

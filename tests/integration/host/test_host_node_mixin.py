@@ -18,6 +18,7 @@ import _jsonnet
 import pytest
 import yaml
 
+from redline.testing.components import prometheus
 from redline.testing.processes import free_port, http_get, prom_query, running, tool, wait_until
 from redline.tools import source_dir
 
@@ -57,8 +58,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     textfiles.mkdir()
     (textfiles / "job.prom").write_text("backup_ok 1\n")
     ports = {job: free_port() for job in JOBS}
-    prom_port = free_port()
-    prom = f"http://127.0.0.1:{prom_port}"
     (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
         f"rule_files: [{tmp / 'node.rules.yml'}, {tmp / 'redline.rules.yml'}]\n"
@@ -76,14 +75,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         sys.executable, "-m", "redline.cli", "exporter", "host", "--listen", f"127.0.0.1:{ports['redline']}",
         "--collector.textfile.directory", str(textfiles),
     ]  # fmt: skip
-    prom_cmd = [
-        tool("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}", f"--storage.tsdb.path={tmp / 'data'}",
-    ]  # fmt: skip
     with (
         running(node_cmd, ready_url=f"http://127.0.0.1:{ports['node']}/metrics", log=tmp / "node.log"),
         running(ours_cmd, ready_url=f"http://127.0.0.1:{ports['redline']}/-/healthy", log=tmp / "host.log"),
-        running(prom_cmd, ready_url=f"{prom}/-/ready", log=tmp / "prometheus.log"),
+        prometheus(tmp, tmp / "prometheus.yml") as prom,
     ):
         # two scrapes of each and the rules evaluated after them (rate() needs two samples)
         wait_until(

@@ -33,6 +33,7 @@ import yaml
 
 from redline.generate.model import parse_duration
 from redline.stack.services import AM_PEER_NAMES, AM_PEER_TIMEOUT
+from redline.testing.components import prometheus
 from redline.testing.processes import ROOT, free_port, http_get, running, tool, wait_until
 from redline.testing.sandbox import Sandbox
 
@@ -256,19 +257,9 @@ def start_prometheus(stack: ExitStack, tmp: Path, switches: Switches, alertmanag
         ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    cmd = [
-        tool("prometheus"),
-        f"--config.file={tmp / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        # Alerts evaluated before the notifier has discovered its Alertmanagers (the Watchdog fires on
-        # the very first evaluation) are only sent again after this delay (default 1m).
-        "--rules.alert.resend-delay=2s",
-    ]
-    stack.enter_context(
-        running(cmd, ready_url=f"http://127.0.0.1:{port}/-/ready", log=tmp / "prometheus.log")
-    )
+    # Alerts evaluated before the notifier has discovered its Alertmanagers (the Watchdog fires on the very
+    # first evaluation) are only sent again after --rules.alert.resend-delay (default 1m).
+    stack.enter_context(prometheus(tmp, tmp / "prometheus.yml", "--rules.alert.resend-delay=2s"))
 
 
 def am_alerts(base_url: str, alertname: str) -> list[dict]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from redline.stack import reload
+from redline.testing.components import prometheus
 from redline.testing.processes import ROOT, free_port, http_get, running, tool
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,13 +103,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(repo, f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}")
     s.git("add", "-A")
     s.git("commit", "-q", "-m", "base configs")
-    prometheus = [
-        tool("prometheus"),
-        f"--config.file={repo / 'prometheus' / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        "--web.enable-lifecycle",
-    ]
     alertmanager = [
         tool("alertmanager"),
         f"--config.file={repo / 'alertmanager' / 'alertmanager.yml'}",
@@ -117,7 +111,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "--cluster.listen-address=",
     ]
     with (
-        running(prometheus, ready_url=f"{s.prometheus}/-/ready", log=tmp / "prometheus.log"),
+        prometheus(tmp, repo / "prometheus" / "prometheus.yml", "--web.enable-lifecycle", port=prom_port),
         running(alertmanager, ready_url=f"{s.alertmanager}/-/ready", log=tmp / "alertmanager.log"),
     ):
         yield s
@@ -265,18 +259,9 @@ def test_unreachable_prometheus_reloads_nothing(base: Stack, capsys: pytest.Capt
 def test_prometheus_without_lifecycle_api_is_explained(
     base: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
-    cmd = [
-        tool("prometheus"),
-        f"--config.file={base.repo / 'prometheus' / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with running(cmd, ready_url=f"http://127.0.0.1:{port}/-/ready", log=tmp_path / "prometheus.log"):
+    with prometheus(tmp_path, base.repo / "prometheus" / "prometheus.yml") as url:
         capsys.readouterr()
-        assert (
-            reload.main(["reload", "--root", str(base.repo), "--prometheus", f"http://127.0.0.1:{port}"]) == 1
-        )
+        assert reload.main(["reload", "--root", str(base.repo), "--prometheus", url]) == 1
     err = capsys.readouterr().err
     assert "start Prometheus with --web.enable-lifecycle" in err
 
@@ -304,18 +289,10 @@ def test_failed_reload_during_rollback_puts_the_files_back(
     base.git("commit", "-q", "-m", "v2 rules")
     other = tmp_path / "other"
     shutil.copytree(base.repo / "prometheus", other / "prometheus")
-    port = free_port()
-    cmd = [
-        tool("prometheus"),
-        f"--config.file={other / 'prometheus' / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
-    ]
     before = {p: p.read_bytes() for p in (base.repo / "prometheus" / "rules").iterdir()}
-    with running(cmd, ready_url=f"http://127.0.0.1:{port}/-/ready", log=tmp_path / "prometheus.log"):
+    with prometheus(tmp_path, other / "prometheus" / "prometheus.yml", "--web.enable-lifecycle") as url:
         capsys.readouterr()
-        args = ["--root", str(base.repo), "--prometheus", f"http://127.0.0.1:{port}"]
+        args = ["--root", str(base.repo), "--prometheus", url]
         assert reload.main(["rollback", *args]) == 1
     captured = capsys.readouterr()
     assert "rule groups differ from the checkout's" in captured.err

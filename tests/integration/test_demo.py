@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from redline.demo.system import FaultError
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
+from redline.testing.components import prometheus, vmagent
 from redline.testing.pg import PgCluster, pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
@@ -197,8 +199,8 @@ class Stack:
         for name, groups in targets.items():
             (config / "targets" / f"{name}.yml").write_text(yaml.safe_dump(groups))
 
-    def prometheus(self, wave: str, *, baseline: bool):
-        port = free_port()
+    @contextlib.contextmanager
+    def prometheus(self, wave: str, *, baseline: bool) -> Iterator[str]:
         tsdb = self.tmp / f"tsdb-{wave}"
         if baseline:
             backfill_qerrors_baseline(
@@ -208,15 +210,9 @@ class Stack:
                     "staging": f"127.0.0.1:{self.ports['qerrors-staging']}",
                 },
             )
-        cmd = [
-            tool("prometheus"),
-            f"--config.file={self.config_dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-        ]
-        self.prom_url = f"http://127.0.0.1:{port}"
-        return running(cmd, ready_url=f"{self.prom_url}/-/ready", log=self.tmp / f"prometheus-{wave}.log")
+        config = self.config_dir / "prometheus.yml"
+        with prometheus(self.tmp, config, name=f"prometheus-{wave}", tsdb=tsdb) as self.prom_url:
+            yield self.prom_url
 
     def set_fault(self, system: str, fault: str, active: bool) -> None:
         query = urllib.parse.urlencode({"system": system, "fault": fault})
@@ -358,7 +354,7 @@ def run(tmp_path_factory):
     ports = {part: free_port() for part in DEMO_PARTS}
     ports["jobs"] = free_port()
     ports["postgres"] = free_port()
-    blackbox, vmagent = free_port(), free_port()
+    blackbox, vmagent_port = free_port(), free_port()
     with pg_cluster() as pg:
         pg.execute("CREATE DATABASE pipeline")
         dsn = database_dsn(pg, "pipeline")
@@ -367,7 +363,7 @@ def run(tmp_path_factory):
             "demo",
             *[f"--port={part}={ports[part]}" for part in DEMO_PARTS],
             f"--pipeline-dsn={dsn}",
-            f"--otlp-endpoint=http://127.0.0.1:{vmagent}/opentelemetry/v1/metrics",
+            f"--otlp-endpoint=http://127.0.0.1:{vmagent_port}/opentelemetry/v1/metrics",
             "--otlp-interval=1",
             "--time-scale=30",
             "--traffic-scale=20",
@@ -381,7 +377,7 @@ def run(tmp_path_factory):
             f"--listen=127.0.0.1:{ports['jobs']}",
             "--statement-timeout=500ms",
         ]
-        # As redline/stack/runner.py starts it (password-less here: the throwaway cluster trusts loopback).
+        # As redline/stack/services.py starts it (password-less here: the throwaway cluster trusts loopback).
         postgres_exporter_env = {
             "DATA_SOURCE_URI": f"127.0.0.1:{pg.port}/pipeline?sslmode=disable",
             "DATA_SOURCE_USER": "postgres",
@@ -410,20 +406,13 @@ def run(tmp_path_factory):
         ):
             results: dict[tuple[str, str], Outcome] = {}
             for phase, waves, baseline in PHASES:
-                with stack.prometheus(phase, baseline=baseline):
-                    vm_cmd = [
-                        tool("vmagent"),
-                        f"-httpListenAddr=127.0.0.1:{vmagent}",
-                        f"-remoteWrite.url={stack.prom_url}/api/v1/write",
-                        f"-remoteWrite.tmpDataPath={tmp / ('vmagent-' + phase)}",
-                        "-remoteWrite.flushInterval=200ms",
-                        "-loggerLevel=WARN",
-                    ]
-                    ready = f"http://127.0.0.1:{vmagent}/health"
-                    with running(vm_cmd, ready_url=ready, log=tmp / "vmagent.log"):
-                        wait_stack_ready(stack)
-                        for wave in waves:
-                            results.update(run_wave(stack, wave))
+                with (
+                    stack.prometheus(phase, baseline=baseline) as prom_url,
+                    vmagent(tmp, prom_url, port=vmagent_port, name=f"vmagent-{phase}"),
+                ):
+                    wait_stack_ready(stack)
+                    for wave in waves:
+                        results.update(run_wave(stack, wave))
             for (system, fault), outcome in sorted(results.items()):
                 print(
                     f"{system:<16} {fault:<20} on {outcome.seconds_on:5.1f}s  off {outcome.seconds_off:5.1f}s"

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from redline.exporters.host.config import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE
+from redline.testing.components import prometheus, vmagent
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
 SERVICE = "redline-host-exporter"
@@ -135,8 +136,7 @@ def test_values_match_node_exporter(side_by_side) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("host")
-    exporter_port, prom_port, vm_port = free_port(), free_port(), free_port()
-    prom = f"http://127.0.0.1:{prom_port}"
+    exporter_port = free_port()
     config = tmp / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
@@ -148,24 +148,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     host_config.write_text(
         f"process_groups:\n  - {{name: self, cmdline: 'exporter host --listen 127.0.0.1:{exporter_port} '}}\n"
     )
-    prom_cmd = [
-        tool("prometheus"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{prom_port}",
-        f"--storage.tsdb.path={tmp / 'data'}", "--web.enable-remote-write-receiver",
-    ]  # fmt: skip
-    vm_cmd = [
-        tool("vmagent"), f"-httpListenAddr=127.0.0.1:{vm_port}", f"-remoteWrite.url={prom}/api/v1/write",
-        f"-remoteWrite.tmpDataPath={tmp / 'vm'}", "-remoteWrite.flushInterval=100ms", "-loggerLevel=WARN",
-    ]  # fmt: skip
-    exporter_cmd = _exporter_cmd(
-        exporter_port, "--config", str(host_config), "--otlp-interval", "1",
-        "--otlp-endpoint", f"http://127.0.0.1:{vm_port}/opentelemetry/v1/metrics",
-    )  # fmt: skip
-    with (
-        running(prom_cmd, ready_url=f"{prom}/-/ready", log=tmp / "prometheus.log"),
-        running(vm_cmd, ready_url=f"http://127.0.0.1:{vm_port}/health", log=tmp / "vmagent.log"),
-        running(exporter_cmd, ready_url=f"http://127.0.0.1:{exporter_port}/-/healthy", log=tmp / "host.log"),
-    ):
-        yield {"prom": prom, "metrics_url": f"http://127.0.0.1:{exporter_port}/metrics"}
+    with prometheus(tmp, config) as prom, vmagent(tmp, prom) as otlp:
+        exporter_cmd = _exporter_cmd(
+            exporter_port, "--config", str(host_config), "--otlp-interval", "1", "--otlp-endpoint", otlp
+        )
+        ready = f"http://127.0.0.1:{exporter_port}/-/healthy"
+        with running(exporter_cmd, ready_url=ready, log=tmp / "host.log"):
+            yield {"prom": prom, "metrics_url": f"http://127.0.0.1:{exporter_port}/metrics"}
 
 
 def _scalar(prom: str, expr: str) -> float:

@@ -1,9 +1,9 @@
 """docker-compose.yml: accepted by the real `docker-compose config`, and at parity with the native stack.
 
 No Docker engine is needed: `docker-compose config` (Debian's Compose v2 binary from .tools/bin) resolves
-and validates the file. Parity is checked against the native runner itself (redline/stack/runner.py): the same
-services, the same 127.0.0.1 ports, the same config files, the same scrape targets and labels, the same
-upstream versions as the pinned binaries.
+and validates the file. Parity is checked against the native runner itself (redline/stack/services.py):
+the same services, the same 127.0.0.1 ports, the same config files, the same scrape targets and labels,
+the same upstream versions as the pinned binaries.
 """
 
 from __future__ import annotations

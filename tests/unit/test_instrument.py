@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from redline.telemetry.instrument import CYCLE_DURATION, REQUEST_DURATION, Instrumentation, catalogue_buckets
-from redline.testing.processes import ROOT, free_port, prom_query, running, tool, wait_until
+from redline.testing.processes import ROOT
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -157,56 +157,6 @@ SERVICE = textwrap.dedent(
     time.sleep(120)
     """
 )
-
-
-@pytest.mark.slow
-def test_real_prometheus_scrape_and_otlp_bridge(tmp_path):
-    """The same values reach Prometheus by scrape and, via the OTLP bridge and vmagent, by remote write."""
-    prom_port, service_port, vmagent_port = free_port(), free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: tmux-monitor\n    static_configs: [{{targets: ['127.0.0.1:{service_port}']}}]\n"
-    )
-    prom = [
-        tool("prometheus"),
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        "--web.enable-remote-write-receiver",
-    ]
-    vmagent = [
-        tool("vmagent"),
-        f"-httpListenAddr=127.0.0.1:{vmagent_port}",
-        f"-remoteWrite.url=http://127.0.0.1:{prom_port}/api/v1/write",
-        f"-remoteWrite.tmpDataPath={tmp_path / 'vmagent'}",
-        "-remoteWrite.flushInterval=200ms",
-    ]
-    otlp = f"http://127.0.0.1:{vmagent_port}/opentelemetry/v1/metrics"
-    base = f"http://127.0.0.1:{prom_port}"
-    with (
-        running(prom, ready_url=f"{base}/-/ready", log=tmp_path / "prometheus.log"),
-        running(vmagent, ready_url=f"http://127.0.0.1:{vmagent_port}/health", log=tmp_path / "vmagent.log"),
-        running(
-            [sys.executable, "-c", SERVICE, f"127.0.0.1:{service_port}", otlp],
-            ready_url=f"http://127.0.0.1:{service_port}/metrics",
-            log=tmp_path / "service.log",
-        ),
-    ):
-        scraped = 'redline_cycle_duration_seconds_bucket{job="tmux-monitor", le="1.0"}'
-        wait_until(lambda: prom_query(base, scraped), timeout=20, what="scraped cycle histogram")
-        assert float(prom_query(base, scraped)[0]["value"][1]) == 4
-        assert float(prom_query(base, 'redline_cycle_duration_seconds_bucket{le="0.75"}')[0]["value"][1]) == 2
-        hits = 'redline_cache_hits_total{job="tmux-monitor"}'
-        ratio = prom_query(base, f'{hits} / ({hits} + redline_cache_misses_total{{job="tmux-monitor"}})')
-        assert float(ratio[0]["value"][1]) == pytest.approx(0.9)
-        # vmagent writes OTLP bucket bounds as Go formats them ("1", not Prometheus 3's "1.0").
-        pushed = 'redline_cycle_duration_seconds_bucket{job!="tmux-monitor", le=~"1|1.0"}'
-        got = wait_until(lambda: prom_query(base, pushed), timeout=30, what="OTLP copy via vmagent")
-        assert float(got[0]["value"][1]) == 4
-        pushed_sum = prom_query(base, 'redline_cycle_duration_seconds_sum{job!="tmux-monitor"}')
-        assert float(pushed_sum[0]["value"][1]) == pytest.approx(4.25)
 
 
 def test_instrumentation_module_imports_no_catalogue_when_buckets_given():

@@ -1,4 +1,5 @@
-"""Bad catalogue input: one clear line naming file, entry and field; exit 2; nothing written."""
+"""Bad catalogue input: one clear line naming file, entry and field; exit 2; nothing written (no binary:
+every check here runs before promtool parses the PromQL, tests/integration/test_catalogue_promql.py)."""
 
 from __future__ import annotations
 
@@ -6,39 +7,34 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-import yaml
 
 from redline.generate import cli
 from redline.paths import ROOT
-
-
-def _entry(data: dict, entry_id: str, section: str = "thresholds") -> dict:
-    return next(e for e in data[section] if e["id"] == entry_id)
+from redline.testing.catalogue import changed_catalogue, entry
 
 
 def _set(entry_id: str, key: str, value: object, section: str = "thresholds") -> Callable[[dict], None]:
     def mutate(data: dict) -> None:
-        _entry(data, entry_id, section)[key] = value
+        entry(data, entry_id, section)[key] = value
 
     return mutate
 
 
 def _delete(entry_id: str, key: str) -> Callable[[dict], None]:
     def mutate(data: dict) -> None:
-        del _entry(data, entry_id)[key]
+        del entry(data, entry_id)[key]
 
     return mutate
 
 
 def _duplicate_alert(data: dict) -> None:
-    _entry(data, "cpu")["alert"] = "TmuxMonitorCycleSlow"
+    entry(data, "cpu")["alert"] = "TmuxMonitorCycleSlow"
 
 
 def _levels_out_of_order(data: dict) -> None:
-    _entry(data, "memory")["levels"][1]["value"] = 500000000
+    entry(data, "memory")["levels"][1]["value"] = 500000000
 
 
 # (file, mutation, entry, field, words in the message)
@@ -47,13 +43,6 @@ CASES = [
     ("tmux.yml", _set("cycle-time", "value", "fast"), "cycle-time", "value", "must be a number"),
     ("tmux.yml", _delete("cycle-time", "unit"), "cycle-time", "unit", "missing"),
     ("tmux.yml", _set("cpu", "unit", "percent"), "cpu", "unit", "must be one of"),
-    (
-        "tmux.yml",
-        _set("cycle-time", "signal", "sum(rate(redline_cycle_duration_seconds_sum[5m])"),
-        "cycle-time",
-        "signal",
-        "PromQL does not parse",
-    ),
     ("tmux.yml", _duplicate_alert, "cpu", "alert", "duplicate alert name"),
     ("tmux.yml", _set("cycle-time", "for", "5 minutes"), "cycle-time", "for", "not a duration"),
     ("tmux.yml", _set("cpu", "target", 0.5), "cpu", "target", "alerting side"),
@@ -108,22 +97,13 @@ CASES = [
 ]
 
 
-def _broken_catalogue(tmp_path: Path, file: str, mutate: Callable[[dict], None]) -> Path:
-    catalogue = tmp_path / "thresholds"
-    shutil.copytree(ROOT / "thresholds", catalogue)
-    data = yaml.safe_load((catalogue / file).read_text())
-    mutate(data)
-    (catalogue / file).write_text(yaml.safe_dump(data, sort_keys=False))
-    return catalogue
-
-
 @pytest.mark.parametrize(
     ("file", "mutate", "entry", "field", "words"), CASES, ids=[f"{c[2]}.{c[3]}:{c[4]}" for c in CASES]
 )
 def test_bad_input_names_file_entry_field_and_writes_nothing(
     tmp_path, capsys, file, mutate, entry, field, words
 ):
-    catalogue = _broken_catalogue(tmp_path, file, mutate)
+    catalogue = changed_catalogue(tmp_path, file, mutate)
     out = tmp_path / "out"
     out.mkdir()
     assert cli.main(["generate", "--catalogue", str(catalogue), "--out", str(out)]) == 2

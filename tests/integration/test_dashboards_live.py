@@ -25,6 +25,7 @@ import yaml
 
 from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
+from redline.testing.components import prometheus, vmagent
 from redline.testing.pg import pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
@@ -191,17 +192,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             procs.enter_context(running(cmd, ready_url=ready, log=logs / f"{name}.log", timeout=60, **kw))
 
         url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        start(
-            "prometheus",
-            [
-                tool("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                "--web.enable-remote-write-receiver",
-            ],
-            f"{url['prometheus']}/-/ready",
-        )
+        procs.enter_context(prometheus(logs, config, port=ports["prometheus"]))
         start(
             "alertmanager",
             [
@@ -213,18 +204,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ],
             f"{url['alertmanager']}/-/ready",
         )
-        start(
-            "vmagent",
-            [
-                tool("vmagent"),
-                f"-httpListenAddr=127.0.0.1:{ports['vmagent']}",
-                f"-remoteWrite.url={url['prometheus']}/api/v1/write",
-                f"-remoteWrite.tmpDataPath={tmp / 'vmagent'}",
-                "-remoteWrite.flushInterval=1s",
-                "-loggerLevel=WARN",
-            ],
-            f"{url['vmagent']}/health",
-        )
+        procs.enter_context(vmagent(logs, url["prometheus"], port=ports["vmagent"]))
         start(
             "blackbox",
             [

@@ -306,7 +306,7 @@ PLACEHOLDER = re.compile(
 )
 # Documented exceptions: (kind, matched text), each with the reason.
 SECRET_ALLOW_LIST: set[tuple[str, str]] = {
-    # The malformed-DSN inputs of tests/test_demo.py and tests/test_jobs.py.
+    # The malformed-DSN inputs of tests/integration/test_demo.py and tests/integration/test_jobs.py.
     ("credentials in a URL", "postgresql://u:secret@"),
 }
 
