@@ -76,12 +76,15 @@ class HostSnapshot:
 def serve_targets(monitors: int, hosts: int, agents: int, seed: int, conn: Connection) -> None:
     """Worker process: serve `monitors` simulated monitors and `hosts` host-exporter targets; send the
     ports back, then simulate until the parent closes the pipe."""
+    from redline.demo.system import Traffic
     from redline.demo.tmux import TmuxMonitor
     from redline.exporters.host.collectors import build_registry
     from redline.exporters.host.config import load_config
 
     buckets = catalogue_buckets(("redline_cycle_duration_seconds", "redline_request_duration_seconds"))
-    sims = [TmuxMonitor(agents=agents, buckets=buckets, seed=seed + i) for i in range(monitors)]
+    sims = [TmuxMonitor(agents=agents, buckets=buckets) for _ in range(monitors)]
+    for index, sim in enumerate(sims):
+        sim.set_traffic(Traffic(seed=seed + index))
     servers = [serve(sim.registry, "127.0.0.1:0") for sim in sims]
     host = HostSnapshot(build_registry(load_config(None)))
     host_registry = CollectorRegistry(auto_describe=False)

@@ -12,25 +12,16 @@ import sys
 
 # name -> (module with main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "setup-tools": ("redline.tools", "fetch the pinned Prometheus/Alertmanager/... binaries into .tools/bin"),
+    "setup-tools": ("redline.tools", "fetch the pinned Prometheus, Alertmanager... into .tools/bin"),
     "up": ("redline.stack.runner", "start the native stack (127.0.0.1) and print its status table"),
     "down": ("redline.stack.runner", "stop the native stack"),
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
-    "generate": (
-        "redline.generate.cli",
-        "render the thresholds catalogue into rules, tests, runbooks, dashboards",
-    ),
+    "generate": ("redline.generate.cli", "render the catalogue into rules, tests, runbooks, dashboards"),
     "check": ("redline.generate.cli", "fail when generated files differ from what the catalogue renders"),
-    "exporter": (
-        "redline.exporters.cli",
-        "run an exporter: 'host' (host and process metrics) or 'jobs' (job queue)",
-    ),
+    "exporter": ("redline.exporters.cli", "run an exporter: 'host' (host, processes) or 'jobs' (job queue)"),
     "demo": ("redline.demo.cli", "simulate the four monitored systems; 'demo fault' injects faults"),
-    "pager-sink": ("redline.receivers.pager_sink", "webhook receiver that stands in for the paging service"),
-    "reload": (
-        "redline.stack.reload",
-        "validate configs, then reload the running Prometheus and Alertmanager",
-    ),
+    "pager-sink": ("redline.receivers.pager_sink", "webhook receiver standing in for the paging service"),
+    "reload": ("redline.stack.reload", "validate configs, then reload the running Prometheus, Alertmanager"),
     "rollback": ("redline.stack.reload", "restore the previous commit's configs and reload"),
 }
 

@@ -19,10 +19,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from redline import safe_yaml
 from redline.paths import ROOT
 
 VERSIONS_FILE = ROOT / "tools" / "versions.yml"
@@ -55,29 +55,41 @@ class Tool:
         return [path for path in self.data if not (Path("/") / path).is_dir()]
 
 
-def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
-    """Parse tools/versions.yml; errors name the file, the tool and the field."""
+def _read_versions(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ToolError(f"{path}: cannot read: {err}") from err
+        data = safe_yaml.load_file(path)
+    except safe_yaml.YamlInputError as err:
+        raise ToolError(f"{path}: {err.problem}") from None
     if not isinstance(data, dict) or not isinstance(data.get("tools"), dict):
         raise ToolError(f"{path}: expected a mapping with 'archive' and 'tools'")
+    return data
+
+
+def _pinned(where: str, entry: object, allowed: set[str]) -> SpecifierSet:
+    """Check one entry of tools: or sources: (package, path and version strings); its version spec."""
+    if not isinstance(entry, dict):
+        raise ToolError(f"{where}: expected a mapping")
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ToolError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    for key in ("package", "path", "version"):
+        if not isinstance(entry.get(key), str):
+            raise ToolError(f"{where}.{key}: missing or not a string")
+    try:
+        return SpecifierSet(entry["version"])
+    except InvalidSpecifier as err:
+        raise ToolError(f"{where}.version: {entry['version']!r} is not a version constraint") from err
+
+
+TOOL_FIELDS = {"package", "path", "version", "version_args", "version_from", "data"}
+
+
+def load_versions(path: Path = VERSIONS_FILE) -> tuple[dict, list[Tool]]:
+    """Parse tools/versions.yml; errors name the file, the tool and the field."""
+    data = _read_versions(path)
     tools = []
     for name, entry in data["tools"].items():
-        where = f"{path}: tools.{name}"
-        if not isinstance(entry, dict):
-            raise ToolError(f"{where}: expected a mapping")
-        unknown = set(entry) - {"package", "path", "version", "version_args", "version_from", "data"}
-        if unknown:
-            raise ToolError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-        for key in ("package", "path", "version"):
-            if not isinstance(entry.get(key), str):
-                raise ToolError(f"{where}.{key}: missing or not a string")
-        try:
-            spec = SpecifierSet(entry["version"])
-        except InvalidSpecifier as err:
-            raise ToolError(f"{where}.version: {entry['version']!r} is not a version constraint") from err
+        spec = _pinned(f"{path}: tools.{name}", entry, TOOL_FIELDS)
         tools.append(
             Tool(
                 name=name,
@@ -282,22 +294,9 @@ class Source:
 
 def load_sources(path: Path = VERSIONS_FILE) -> list[Source]:
     """The `sources:` of tools/versions.yml; errors name the file, the entry and the field."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ToolError(f"{path}: cannot read: {err}") from err
     sources = []
-    for name, entry in (data.get("sources") or {}).items():
-        where = f"{path}: sources.{name}"
-        if not isinstance(entry, dict) or set(entry) - {"package", "path", "version"}:
-            raise ToolError(f"{where}: expected a mapping of package, path and version")
-        for key in ("package", "path", "version"):
-            if not isinstance(entry.get(key), str):
-                raise ToolError(f"{where}.{key}: missing or not a string")
-        try:
-            spec = SpecifierSet(entry["version"])
-        except InvalidSpecifier as err:
-            raise ToolError(f"{where}.version: {entry['version']!r} is not a version constraint") from err
+    for name, entry in (_read_versions(path).get("sources") or {}).items():
+        spec = _pinned(f"{path}: sources.{name}", entry, {"package", "path", "version"})
         sources.append(Source(name, entry["package"], entry["path"].strip("/"), spec))
     return sources
 

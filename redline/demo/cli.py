@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from prometheus_client import disable_created_metrics
 
 from redline import topology
+from redline.argtypes import positive_float
 from redline.demo.control import Control, SystemServer
 from redline.demo.faults import FAULTS, describe
 from redline.demo.gamebook import GameBook
 from redline.demo.pipeline import Pipeline
 from redline.demo.qerrors import QErrors
-from redline.demo.system import SimulatedSystem
+from redline.demo.system import SimulatedSystem, Traffic
 from redline.demo.tmux import TmuxMonitor
 from redline.exporters.jobs.dsn import check_dsn
 from redline.telemetry.contract import HISTOGRAM_BUCKETS
@@ -39,16 +40,6 @@ log = logging.getLogger("redline.demo")
 
 class UsageError(ValueError):
     """Bad arguments: one line on stderr, exit status 2."""
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -90,11 +81,13 @@ def run_parser() -> argparse.ArgumentParser:
         help="OTLP/HTTP receiver for the browsers' FPS gauge, e.g. http://127.0.0.1:8429/opentelemetry/v1/metrics",
     )
     parser.add_argument(
-        "--otlp-interval", type=_positive, default=15.0, help="seconds between FPS pushes (15)"
+        "--otlp-interval", type=positive_float, default=15.0, help="seconds between FPS pushes (15)"
     )
-    parser.add_argument("--traffic-scale", type=_positive, default=1.0, help="multiply request rates (1.0)")
     parser.add_argument(
-        "--time-scale", type=_positive, default=1.0, help="simulated job seconds per real second (1.0)"
+        "--traffic-scale", type=positive_float, default=1.0, help="multiply request rates (1.0)"
+    )
+    parser.add_argument(
+        "--time-scale", type=positive_float, default=1.0, help="simulated job seconds per real second (1.0)"
     )
     parser.add_argument(
         "--agents", type=int, default=50, help="agents the tmux monitor covers per cycle (50)"
@@ -133,23 +126,20 @@ def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, Simula
     """The simulated systems by control name."""
     buckets = HISTOGRAM_BUCKETS  # the catalogue's (redline/telemetry/contract.py)
     instrument_buckets = {k: v for k, v in buckets.items() if k.startswith("redline_")}
-    common = {"traffic_scale": args.traffic_scale}
-    seed = args.seed
+    traffic = Traffic(args.traffic_scale, args.seed)
     systems: list[SimulatedSystem] = [
         GameBook(
             buckets=buckets.get("http_request_duration_seconds"),
             otlp_endpoint=args.otlp_endpoint,
             otlp_interval=args.otlp_interval,
-            seed=seed,
-            **common,
         ),
-        QErrors("production", buckets=buckets.get("qerrors_request_duration_seconds"), seed=seed, **common),
-        QErrors("staging", buckets=buckets.get("qerrors_request_duration_seconds"), seed=seed, **common),
-        Pipeline(
-            dsn=dsn, time_scale=args.time_scale, request_buckets=instrument_buckets, seed=seed, **common
-        ),
-        TmuxMonitor(agents=args.agents, buckets=instrument_buckets, seed=seed, **common),
+        QErrors("production", buckets=buckets.get("qerrors_request_duration_seconds")),
+        QErrors("staging", buckets=buckets.get("qerrors_request_duration_seconds")),
+        Pipeline(dsn=dsn, time_scale=args.time_scale, request_buckets=instrument_buckets),
+        TmuxMonitor(agents=args.agents, buckets=instrument_buckets),
     ]
+    for system in systems:
+        system.set_traffic(traffic)
     return {system.name: system for system in systems}
 
 

@@ -55,53 +55,58 @@ FAULTS: dict[str, dict[str, str]] = {
 
 # Every pipeline fault but 'down' needs the job table's database (--pipeline-dsn); without it the control
 # endpoint refuses to inject them.
-#
+
+
+def trips(*alerts: str) -> tuple[tuple[str, str], ...]:
+    """(alert, severity) pairs from "AlertName severity [severity ...]" (a critical breach also passes
+    the warning of the same alert)."""
+    pairs = []
+    for alert in alerts:
+        name, *severities = alert.split()
+        pairs += [(name, severity) for severity in severities]
+    return tuple(pairs)
+
+
 # (system, fault) -> the catalogue alerts, as (alert name, severity), that the fault is meant to trip.
 # tests/integration/test_demo.py turns each fault on and checks every listed alert's expression.
 FAULT_ALERTS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("gamebook", "latency"): (("GamebookLatencyBudgetBurn", "critical"),),
-    ("gamebook", "errors"): (("GamebookErrorBudgetBurn", "critical"),),
-    ("gamebook", "cpu"): (("GamebookCpuHigh", "warning"),),
-    ("gamebook", "memory"): (("GamebookMemoryHigh", "warning"),),
-    ("gamebook", "low-fps"): (("GamebookClientFpsLow", "warning"),),
-    ("gamebook", "pool-exhaustion"): (("GamebookWorkerPoolSaturated", "warning"),),
-    ("gamebook", "breaker-open"): (("GamebookCircuitBreakerOpen", "warning"),),
-    ("gamebook", "down"): (("GamebookDown", "critical"),),
-    ("qerrors", "heap"): (("QerrorsHeapUsageHigh", "warning"),),
-    ("qerrors", "cache-misses"): (("QerrorsCacheHitRateLow", "warning"),),
-    ("qerrors", "latency"): (("QerrorsLatencyHigh", "warning"),),
-    ("qerrors", "error-burst"): (("QerrorsErrorRateAboveBaseline", "warning"),),
-    ("qerrors", "down"): (("QerrorsDown", "critical"),),
-    ("qerrors-staging", "heap"): (("QerrorsHeapUsageHigh", "warning"),),
-    ("qerrors-staging", "cache-misses"): (("QerrorsCacheHitRateLow", "warning"),),
-    ("qerrors-staging", "latency"): (("QerrorsLatencyHigh", "warning"),),
-    ("qerrors-staging", "error-burst"): (("QerrorsErrorRateAboveBaseline", "warning"),),
-    ("qerrors-staging", "down"): (("QerrorsDown", "critical"),),
-    ("pipeline", "slow-jobs"): (("PipelineJobsSlow", "warning"),),
-    ("pipeline", "very-slow-jobs"): (("PipelineJobsSlow", "warning"), ("PipelineJobsSlow", "critical")),
-    ("pipeline", "job-failures"): (("PipelineJobSuccessBudgetBurn", "critical"),),
-    ("pipeline", "concurrency"): (("PipelineConcurrencyHigh", "warning"),),
-    ("pipeline", "concurrency-critical"): (
-        ("PipelineConcurrencyHigh", "warning"),
-        ("PipelineConcurrencyHigh", "critical"),
-    ),
-    ("pipeline", "workers-down"): (("PipelineWorkersDown", "critical"),),
-    ("pipeline", "db-connections"): (("PipelinePostgresConnectionsHigh", "warning"),),
-    ("pipeline", "job-table-locked"): (("PipelineJobExporterDown", "warning"),),
-    ("pipeline", "db-down"): (("PipelinePostgresDown", "critical"), ("PipelineJobExporterDown", "warning")),
-    ("pipeline", "down"): (("PipelineApiDown", "critical"),),
-    ("tmux", "slow-cycles"): (("TmuxMonitorCycleSlow", "warning"),),
-    ("tmux", "cpu"): (("TmuxMonitorCpuHigh", "warning"),),
-    ("tmux", "memory"): (("TmuxMonitorMemoryHigh", "warning"),),
-    ("tmux", "memory-critical"): (
-        ("TmuxMonitorMemoryHigh", "warning"),
-        ("TmuxMonitorMemoryHigh", "critical"),
-    ),
-    ("tmux", "errors"): (("TmuxMonitorErrorRateHigh", "warning"),),
-    ("tmux", "pool-exhaustion"): (("TmuxMonitorPoolSaturated", "warning"),),
-    ("tmux", "cache-misses"): (("TmuxMonitorCacheHitRateLow", "warning"),),
-    ("tmux", "unhealthy"): (("TmuxMonitorDown", "critical"),),
-    ("tmux", "down"): (("TmuxMonitorDown", "critical"),),
+    ("gamebook", "latency"): trips("GamebookLatencyBudgetBurn critical"),
+    ("gamebook", "errors"): trips("GamebookErrorBudgetBurn critical"),
+    ("gamebook", "cpu"): trips("GamebookCpuHigh warning"),
+    ("gamebook", "memory"): trips("GamebookMemoryHigh warning"),
+    ("gamebook", "low-fps"): trips("GamebookClientFpsLow warning"),
+    ("gamebook", "pool-exhaustion"): trips("GamebookWorkerPoolSaturated warning"),
+    ("gamebook", "breaker-open"): trips("GamebookCircuitBreakerOpen warning"),
+    ("gamebook", "down"): trips("GamebookDown critical"),
+    ("qerrors", "heap"): trips("QerrorsHeapUsageHigh warning"),
+    ("qerrors", "cache-misses"): trips("QerrorsCacheHitRateLow warning"),
+    ("qerrors", "latency"): trips("QerrorsLatencyHigh warning"),
+    ("qerrors", "error-burst"): trips("QerrorsErrorRateAboveBaseline warning"),
+    ("qerrors", "down"): trips("QerrorsDown critical"),
+    ("qerrors-staging", "heap"): trips("QerrorsHeapUsageHigh warning"),
+    ("qerrors-staging", "cache-misses"): trips("QerrorsCacheHitRateLow warning"),
+    ("qerrors-staging", "latency"): trips("QerrorsLatencyHigh warning"),
+    ("qerrors-staging", "error-burst"): trips("QerrorsErrorRateAboveBaseline warning"),
+    ("qerrors-staging", "down"): trips("QerrorsDown critical"),
+    ("pipeline", "slow-jobs"): trips("PipelineJobsSlow warning"),
+    ("pipeline", "very-slow-jobs"): trips("PipelineJobsSlow warning critical"),
+    ("pipeline", "job-failures"): trips("PipelineJobSuccessBudgetBurn critical"),
+    ("pipeline", "concurrency"): trips("PipelineConcurrencyHigh warning"),
+    ("pipeline", "concurrency-critical"): trips("PipelineConcurrencyHigh warning critical"),
+    ("pipeline", "workers-down"): trips("PipelineWorkersDown critical"),
+    ("pipeline", "db-connections"): trips("PipelinePostgresConnectionsHigh warning"),
+    ("pipeline", "job-table-locked"): trips("PipelineJobExporterDown warning"),
+    ("pipeline", "db-down"): trips("PipelinePostgresDown critical", "PipelineJobExporterDown warning"),
+    ("pipeline", "down"): trips("PipelineApiDown critical"),
+    ("tmux", "slow-cycles"): trips("TmuxMonitorCycleSlow warning"),
+    ("tmux", "cpu"): trips("TmuxMonitorCpuHigh warning"),
+    ("tmux", "memory"): trips("TmuxMonitorMemoryHigh warning"),
+    ("tmux", "memory-critical"): trips("TmuxMonitorMemoryHigh warning critical"),
+    ("tmux", "errors"): trips("TmuxMonitorErrorRateHigh warning"),
+    ("tmux", "pool-exhaustion"): trips("TmuxMonitorPoolSaturated warning"),
+    ("tmux", "cache-misses"): trips("TmuxMonitorCacheHitRateLow warning"),
+    ("tmux", "unhealthy"): trips("TmuxMonitorDown critical"),
+    ("tmux", "down"): trips("TmuxMonitorDown critical"),
 }
 
 

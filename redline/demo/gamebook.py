@@ -45,10 +45,8 @@ class GameBook(SimulatedSystem):
         buckets: Sequence[float] | None = None,
         otlp_endpoint: str | None = None,
         otlp_interval: float = 15.0,
-        traffic_scale: float = 1.0,
-        seed: int | None = None,
     ) -> None:
-        super().__init__(traffic_scale=traffic_scale, seed=seed)
+        super().__init__()
         reg = self.registry
         histogram_args = {"buckets": tuple(buckets)} if buckets else {}
         self.http = Histogram(

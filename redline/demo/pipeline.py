@@ -62,10 +62,8 @@ class Pipeline(SimulatedSystem):
         dsn: str | None = None,
         time_scale: float = 1.0,
         request_buckets: Mapping[str, Sequence[float]] | None = None,
-        traffic_scale: float = 1.0,
-        seed: int | None = None,
     ) -> None:
-        super().__init__(traffic_scale=traffic_scale, seed=seed)
+        super().__init__()
         self.dsn = dsn
         self.time_scale = time_scale
         self.api = Instrumentation(self.registry, buckets=request_buckets)
@@ -150,6 +148,13 @@ class Pipeline(SimulatedSystem):
             self.db.learn(conn)
         return conn
 
+    def _lost(self, conn: psycopg.Connection | None, err: psycopg.Error) -> None:
+        """After a database error: log it, drop the connection and pause before the next try."""
+        self._log_db_error(err)
+        if conn is not None:
+            conn.close()
+        self._stop.wait(1.0)
+
     def _log_db_error(self, err: Exception) -> None:
         now = time.monotonic()
         if now - self._last_error_log > 30:
@@ -178,11 +183,8 @@ class Pipeline(SimulatedSystem):
                     conn.execute("INSERT INTO jobs (kind) VALUES ('import')")
                     self._api_submit.observe(self.rng.lognormvariate(-4.0, 0.3), 201)
             except psycopg.Error as err:
-                self._log_db_error(err)
-                if conn is not None:
-                    conn.close()
+                self._lost(conn, err)
                 conn = None
-                self._stop.wait(1.0)
             self._stop.wait(0.1)
         if conn is not None:
             conn.close()
@@ -218,10 +220,7 @@ class Pipeline(SimulatedSystem):
                 conn.execute(FINISH, finish)
                 finish = None
             except psycopg.Error as err:
-                self._log_db_error(err)
-                if conn is not None:
-                    conn.close()
+                self._lost(conn, err)
                 conn = None
-                self._stop.wait(1.0)
         if conn is not None:
             conn.close()

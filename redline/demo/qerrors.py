@@ -28,10 +28,8 @@ class QErrors(SimulatedSystem):
         env: str = "production",
         *,
         buckets: Sequence[float] | None = None,
-        traffic_scale: float = 1.0,
-        seed: int | None = None,
     ) -> None:
-        super().__init__(traffic_scale=traffic_scale, seed=seed)
+        super().__init__()
         self.env = env
         self.name = "qerrors" if env == "production" else f"qerrors-{env}"
         reg = self.registry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -16,6 +17,17 @@ class FaultError(Exception):
     def __init__(self, message: str, status: int = 409) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How much simulated traffic (a multiplier of the request rates) and its random seed (None: random)."""
+
+    scale: float = 1.0
+    seed: int | None = None
+
+
+DEFAULT_TRAFFIC = Traffic()
 
 
 class SimulatedSystem:
@@ -31,12 +43,16 @@ class SimulatedSystem:
     # False: the process still serves /metrics but /health answers 503.
     stops_when_down = False
 
-    def __init__(self, *, traffic_scale: float = 1.0, seed: int | None = None) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.traffic_scale = traffic_scale
-        self.rng = random.Random(seed)
+        self.set_traffic(DEFAULT_TRAFFIC)
         self._faults: set[str] = set()
         self._lock = threading.Lock()
+
+    def set_traffic(self, traffic: Traffic) -> None:
+        """Scale the simulated request rates and seed the random draws (before start())."""
+        self.traffic_scale = traffic.scale
+        self.rng = random.Random(traffic.seed)
 
     def set_fault(self, fault: str, active: bool) -> None:
         """Turn a fault on or off. Raises FaultError when that is impossible (the state stays as it was)."""

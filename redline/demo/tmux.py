@@ -32,10 +32,8 @@ class TmuxMonitor(SimulatedSystem):
         *,
         agents: int = 50,
         buckets: Mapping[str, Sequence[float]] | None = None,
-        traffic_scale: float = 1.0,
-        seed: int | None = None,
     ) -> None:
-        super().__init__(traffic_scale=traffic_scale, seed=seed)
+        super().__init__()
         self.agents = agents
         self.inst = Instrumentation(self.registry, buckets=buckets)
         self.cycle = self.inst.cycle("main")

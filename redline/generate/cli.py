@@ -23,21 +23,18 @@ EXIT_DRIFT = 1
 EXIT_INVALID = 2
 
 
+DESCRIPTIONS = {
+    "generate": "Render the thresholds catalogue (thresholds/*.yml) and the topology (redline/topology.py) "
+    "into Prometheus rules and promtool tests, Alertmanager route tests, Grafana dashboards, runbooks, the "
+    "metric contract, prometheus.yml and the compose target files, thresholds/schema.json and the README's "
+    "schema section. Nothing is written unless the whole catalogue is valid.",
+    "check": "Render everything as `redline generate` does, in memory, and fail (exit 1) when a generated "
+    "file in the tree differs, is missing or is left over; CI runs this so generated files never drift.",
+}
+
+
 def _parser(command: str) -> argparse.ArgumentParser:
-    if command == "generate":
-        description = (
-            "Render the thresholds catalogue (thresholds/*.yml) and the topology (redline/topology.py) "
-            "into Prometheus rules and promtool tests, Alertmanager route tests, Grafana dashboards, "
-            "runbooks, the metric contract, prometheus.yml and the compose target files, "
-            "thresholds/schema.json and the README's schema section. Nothing is written unless the whole "
-            "catalogue is valid."
-        )
-    else:
-        description = (
-            "Render everything as `redline generate` does, in memory, and fail (exit 1) when a generated "
-            "file in the tree differs, is missing or is left over; CI runs this so generated files never "
-            "drift."
-        )
+    description = DESCRIPTIONS[command]
     parser = argparse.ArgumentParser(prog=f"redline {command}", description=description)
     parser.add_argument(
         "--catalogue", type=Path, default=None, help="catalogue folder (default: thresholds/)"

@@ -7,6 +7,7 @@ the matching Python function (used for the threshold numbers in the text and in 
 from __future__ import annotations
 
 import math
+import re
 
 
 def go_g4(value: float) -> str:
@@ -25,11 +26,7 @@ def humanize(value: float) -> str:
                 break
             prefix, value = p, value / 1000
         return f"{go_g4(value)}{prefix}"
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(value) >= 1:
-            break
-        prefix, value = p, value * 1000
-    return f"{go_g4(value)}{prefix}"
+    return _below_one(value)
 
 
 def humanize_percentage(value: float) -> str:
@@ -54,45 +51,51 @@ def humanize_duration(value: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{go_g4(value)}s"
+    return _below_one(value) + "s"
+
+
+def _below_one(value: float) -> str:
+    """A number below 1 with the SI prefix that brings it to 1 or more ('0.05' -> '50m')."""
     prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(value) >= 1:
             break
         prefix, value = p, value * 1000
-    return f"{go_g4(value)}{prefix}s"
+    return f"{go_g4(value)}{prefix}"
 
 
-# unit -> (template pipeline producing the text for $value, Python formatter for the same text)
-UNIT_FORMATS: dict[str, tuple[str, str]] = {
-    "seconds": ("{{ $value | humanizeDuration }}", "duration"),
-    "bytes": ("{{ $value | humanize }}B", "si_bytes"),
-    "ratio": ("{{ $value | humanizePercentage }}", "percent"),
-    "count": ("{{ $value | humanize }}", "si"),
-    "fps": ("{{ $value | humanize }} fps", "si_fps"),
-    "multiplier": ("{{ $value | humanize }}x", "si_x"),
-    "boolean": ("{{ $value }}", "plain"),
+def go_plain(value: float) -> str:
+    """How Go prints a float64 $value without a function: strconv's shortest 'g' representation."""
+    return format(value, "g") if value != int(value) else str(int(value))
+
+
+# unit -> the Go template that shows $value in that unit in an annotation
+UNIT_TEMPLATES: dict[str, str] = {
+    "seconds": "{{ $value | humanizeDuration }}",
+    "bytes": "{{ $value | humanize }}B",
+    "ratio": "{{ $value | humanizePercentage }}",
+    "count": "{{ $value | humanize }}",
+    "fps": "{{ $value | humanize }} fps",
+    "multiplier": "{{ $value | humanize }}x",
+    "boolean": "{{ $value }}",
 }
+# Prometheus' template functions by name, in Python ("" : $value printed as it is)
+FUNCTIONS = {
+    "humanizeDuration": humanize_duration,
+    "humanize": humanize,
+    "humanizePercentage": humanize_percentage,
+    "": go_plain,
+}
+_TEMPLATE_RE = re.compile(r"^\{\{ \$value(?: \| (\w+))? \}\}(.*)$")
 
 
 def value_template(unit: str) -> str:
     """The Go template text that shows $value in this unit."""
-    return UNIT_FORMATS[unit][0]
+    return UNIT_TEMPLATES[unit]
 
 
 def format_value(unit: str, value: float) -> str:
     """Python rendering of a number in this unit, identical to what value_template(unit) prints."""
-    style = UNIT_FORMATS[unit][1]
-    if style == "duration":
-        return humanize_duration(value)
-    if style == "si_bytes":
-        return f"{humanize(value)}B"
-    if style == "percent":
-        return humanize_percentage(value)
-    if style == "si":
-        return humanize(value)
-    if style == "si_fps":
-        return f"{humanize(value)} fps"
-    if style == "si_x":
-        return f"{humanize(value)}x"
-    # Go prints a float64 $value with strconv 'g' shortest representation
-    return format(value, "g") if value != int(value) else str(int(value))
+    match = _TEMPLATE_RE.match(UNIT_TEMPLATES[unit])
+    assert match is not None, unit
+    return FUNCTIONS[match.group(1) or ""](value) + match.group(2)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from redline import tools, topology
 from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT
@@ -93,6 +94,19 @@ def _binary(name: str) -> str:
     return tools.binary(name) or name
 
 
+Args = Callable[[Context], list[str]]
+
+
+def _pinned(name: str, binary: str, args: Args, ready_path: str | None = "/-/healthy", **kw: Any) -> Service:
+    """A service that runs a pinned binary (tools/versions.yml) with these arguments."""
+    return Service(name, lambda ctx: [_binary(binary), *args(ctx)], ready_path, binaries=(binary,), **kw)
+
+
+def _redline(name: str, module: str, args: Args, ready_path: str | None, **kw: Any) -> Service:
+    """A service that runs `redline SUBCOMMAND ...` (args start after `redline`; `module` must import)."""
+    return Service(name, lambda ctx: [*ctx.redline, *args(ctx)], ready_path, modules=(module,), **kw)
+
+
 # HA (redline up --ha): the cluster peer name of each Alertmanager service, and the cluster timings.
 AM_PEER_NAMES = {"alertmanager": "am-1", "alertmanager-2": "am-2", "alertmanager-3": "am-3"}
 AM_PEER_TIMEOUT = "2s"
@@ -170,38 +184,34 @@ SERVICES: list[Service] = [
     _alertmanager("alertmanager", ("alertmanager-2", "alertmanager-3")),
     _alertmanager("alertmanager-2", ("alertmanager", "alertmanager-3")),
     _alertmanager("alertmanager-3", ("alertmanager", "alertmanager-2")),
-    Service(
+    _redline(
         "pager-sink",
+        "redline.receivers.pager_sink",
         lambda ctx: [
-            *ctx.redline,
             "pager-sink",
             f"--listen=127.0.0.1:{ctx.port('pager-sink')}",
             f"--out={ctx.path('pager-sink', 'notifications.jsonl')}",
         ],
         ready_path="/-/healthy",
-        modules=("redline.receivers.pager_sink",),
     ),
-    Service(
+    _pinned(
+        "vmagent",
         "vmagent",
         lambda ctx: [
-            _binary("vmagent"),
             f"-httpListenAddr=127.0.0.1:{ctx.port('vmagent')}",
             f"-remoteWrite.url={ctx.url('prometheus')}/api/v1/write",
             f"-remoteWrite.tmpDataPath={ctx.path('data', 'vmagent')}",
             "-loggerLevel=WARN",
         ],
         ready_path="/health",
-        binaries=("vmagent",),
     ),
-    Service(
+    _pinned(
         "blackbox",
+        "blackbox_exporter",
         lambda ctx: [
-            _binary("blackbox_exporter"),
             f"--config.file={PROMETHEUS / 'blackbox.yml'}",
             f"--web.listen-address=127.0.0.1:{ctx.port('blackbox')}",
         ],
-        ready_path="/-/healthy",
-        binaries=("blackbox_exporter",),
     ),
     Service(
         "postgres",
@@ -219,36 +229,32 @@ SERVICES: list[Service] = [
         ready_path=None,
         run_as_postgres=True,
     ),
-    Service(
+    _pinned(
         "postgres-exporter",
-        lambda ctx: [
-            _binary("postgres_exporter"),
-            f"--web.listen-address=127.0.0.1:{ctx.port('postgres-exporter')}",
-        ],
+        "postgres_exporter",
+        lambda ctx: [f"--web.listen-address=127.0.0.1:{ctx.port('postgres-exporter')}"],
         ready_path="/metrics",
-        binaries=("postgres_exporter",),
         env=lambda ctx: {
             "DATA_SOURCE_URI": f"127.0.0.1:{ctx.port('postgres')}/pipeline?sslmode=disable",
             "DATA_SOURCE_USER": "redline",
             "DATA_SOURCE_PASS_FILE": str(ctx.path("secrets", "postgres-password")),
         },
     ),
-    Service(
+    _redline(
         "host-exporter",
+        "redline.exporters.host.main",
         lambda ctx: [
-            *ctx.redline,
             "exporter",
             "host",
             f"--listen=127.0.0.1:{ctx.port('host-exporter')}",
             f"--config={HOST_CONFIG}",
         ],
         ready_path="/metrics",
-        modules=("redline.exporters.host",),
     ),
-    Service(
+    _redline(
         "job-exporter",
+        "redline.exporters.jobs.cli",
         lambda ctx: [
-            *ctx.redline,
             "exporter",
             "jobs",
             f"--dsn={pg_dsn(ctx)}",
@@ -256,13 +262,12 @@ SERVICES: list[Service] = [
             "--statement-timeout=800ms",  # below the 1 s scrape timeout of job pipeline-jobs
         ],
         ready_path="/metrics",
-        modules=("redline.exporters.jobs",),
         env=_pg_env,
     ),
-    Service(
+    _redline(
         "demo",
+        "redline.demo.cli",
         lambda ctx: [
-            *ctx.redline,
             "demo",
             *[f"--port={part}={ctx.port(name)}" for part, name in topology.demo_parts().items()],
             f"--pipeline-dsn={pg_dsn(ctx)}",
@@ -270,18 +275,13 @@ SERVICES: list[Service] = [
             *ctx.demo_args,
         ],
         ready_path=None,
-        modules=("redline.demo",),
         env=_pg_env,
     ),
-    Service(
+    _pinned(
         "grafana",
-        lambda ctx: [
-            _binary("grafana"),
-            "server",
-            f"--homepath={os.environ.get('GRAFANA_HOME', '/usr/share/grafana')}",
-        ],
+        "grafana",
+        lambda ctx: ["server", f"--homepath={os.environ.get('GRAFANA_HOME', '/usr/share/grafana')}"],
         ready_path="/api/health",
-        binaries=("grafana",),
         optional_reason="no grafana binary on PATH (docker compose runs Grafana)",
         env=lambda ctx: {
             "GF_SERVER_HTTP_ADDR": "127.0.0.1",

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -39,22 +39,31 @@ def catalogue_buckets(names: Iterable[str] = HISTOGRAMS) -> dict[str, tuple[floa
     return {name: HISTOGRAM_BUCKETS[name] for name in names if name in HISTOGRAM_BUCKETS}
 
 
-class RequestTimer:
+class _Stopwatch:
+    """A `with` block's start time; subclasses record what the block took in __exit__."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def __enter__(self) -> Self:
+        self._start = time.perf_counter()
+        return self
+
+
+class RequestTimer(_Stopwatch):
     """Context manager for one HTTP request: duration histogram and requests_total{code}.
 
     Set `.code` inside the block (default 200); an exception escaping the block counts as 500.
     """
 
-    __slots__ = ("_bound", "_start", "code")
+    __slots__ = ("_bound", "code")
 
     def __init__(self, bound: BoundRequest) -> None:
+        super().__init__()
         self._bound = bound
         self.code = 200
-        self._start = 0.0
-
-    def __enter__(self) -> RequestTimer:
-        self._start = time.perf_counter()
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -180,28 +189,24 @@ class CacheCounters:
         self.miss: Callable[..., None] = misses.inc
 
 
-class CycleTimer:
+class CycleTimer(_Stopwatch):
     """Timing of one monitoring loop.
 
     `observe(seconds)` and `set_agents(n)` are the prometheus_client children's own bound methods (no
     wrapper on the hot path); `with cycle.time(agents=50): ...` times a block and sets both.
     """
 
-    __slots__ = ("_start", "agents", "observe", "set_agents")
+    __slots__ = ("agents", "observe", "set_agents")
 
     def __init__(self, duration: Any, agents: Any) -> None:
+        super().__init__()
         self.observe: Callable[[float], None] = duration.observe
         self.set_agents: Callable[[float], None] = agents.set
-        self._start = 0.0
         self.agents: int | None = None
 
     def time(self, agents: int | None = None) -> CycleTimer:
         """Context manager timing one cycle; `agents` may also be set inside the block."""
         self.agents = agents
-        return self
-
-    def __enter__(self) -> CycleTimer:
-        self._start = time.perf_counter()
         return self
 
     def __exit__(

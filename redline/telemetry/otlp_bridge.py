@@ -48,6 +48,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric as PromMetric
 
+from redline.argtypes import positive_float
+
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("http/protobuf", "grpc")
@@ -399,16 +401,6 @@ def bridge_from_args(
     )
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
 def add_otlp_arguments(parser: argparse.ArgumentParser) -> None:
     """--otlp-endpoint, --otlp-protocol, --otlp-interval (standard OTEL_EXPORTER_OTLP_* apply too)."""
     group = parser.add_argument_group("OTLP push (also enabled by OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -424,7 +416,7 @@ def add_otlp_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--otlp-interval",
-        type=_positive_float,
+        type=positive_float,
         default=15.0,
         metavar="SECONDS",
         help="seconds between exports (default: 15)",

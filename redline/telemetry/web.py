@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+from redline import safe_yaml
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,9 @@ class WebConfig:
 def load_web_config(path: str) -> WebConfig:
     """Read and validate a web-config YAML file; raises WebConfigError naming the file and field."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise WebConfigError(f"web-config {path}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise WebConfigError(f"web-config {path}: invalid YAML: {str(err).splitlines()[0]}") from None
-    raw = raw or {}
+        raw = safe_yaml.load_file(Path(path)) or {}
+    except safe_yaml.YamlInputError as err:
+        raise WebConfigError(f"web-config {path}: {err.problem}") from None
     if not isinstance(raw, dict):
         raise WebConfigError(f"web-config {path}: expected a mapping at the top level")
     unknown = set(raw) - {"tls_server_config", "basic_auth_users"}

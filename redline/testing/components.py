@@ -15,6 +15,12 @@ from redline.testing.processes import free_port, running, tool
 
 
 @contextlib.contextmanager
+def _serving(cmd: list[str], port: int, ready_path: str, log: Path) -> Iterator[str]:
+    url = f"http://127.0.0.1:{port}"
+    with running(cmd, ready_url=url + ready_path, log=log):
+        yield url
+
+
 def prometheus(
     folder: Path,
     config: Path,
@@ -22,21 +28,13 @@ def prometheus(
     port: int | None = None,
     name: str = "prometheus",
     tsdb: Path | None = None,
-) -> Iterator[str]:
+) -> contextlib.AbstractContextManager[str]:
     """Prometheus with `config`, its log (and TSDB, unless given) under `folder` named after `name`,
     accepting remote write; yields its base URL once /-/ready answers."""
     port = port or free_port()
-    cmd = [
-        tool("prometheus"),
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tsdb or folder / (name + '-tsdb')}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-remote-write-receiver",
-        *flags,
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with running(cmd, ready_url=f"{url}/-/ready", log=folder / f"{name}.log"):
-        yield url
+    cmd = [tool("prometheus"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
+    cmd += [f"--storage.tsdb.path={tsdb or folder / (name + '-tsdb')}", "--web.enable-remote-write-receiver"]
+    return _serving([*cmd, *flags], port, "/-/ready", folder / f"{name}.log")
 
 
 @contextlib.contextmanager
@@ -50,10 +48,7 @@ def vmagent(
         tool("vmagent"),
         f"-httpListenAddr=127.0.0.1:{port}",
         f"-remoteWrite.url={prometheus_url}/api/v1/write",
-        f"-remoteWrite.tmpDataPath={folder / (name + '-data')}",
-        "-remoteWrite.flushInterval=200ms",
-        "-loggerLevel=WARN",
-        *flags,
     ]
-    with running(cmd, ready_url=f"http://127.0.0.1:{port}/health", log=folder / f"{name}.log"):
-        yield f"http://127.0.0.1:{port}/opentelemetry/v1/metrics"
+    cmd += [f"-remoteWrite.tmpDataPath={folder / (name + '-data')}", "-remoteWrite.flushInterval=200ms"]
+    with _serving([*cmd, "-loggerLevel=WARN", *flags], port, "/health", folder / f"{name}.log") as url:
+        yield f"{url}/opentelemetry/v1/metrics"

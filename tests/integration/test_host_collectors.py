@@ -290,7 +290,7 @@ def test_comm_matches_the_process_name(children: list) -> None:
         ("collector_timeout_seconds: -1\n", "collector_timeout_seconds: expected a positive number"),
         ("disable_collectors: [cpux]\n", "unknown collector 'cpux'"),
         ("filesystem:\n  fs_types_exclude: '['\n", "filesystem.fs_types_exclude: invalid regular expression"),
-        ("process_groups: [\n", "invalid YAML"),
+        ("process_groups: [\n", "not valid YAML"),
     ],
 )
 def test_config_errors_name_the_file_entry_and_field(tmp_path: Path, content: str, message: str) -> None:

@@ -185,7 +185,7 @@ def test_tls_and_basic_auth(
         ("tls_server_config:\n  certfile: /x.pem\n", "tls_server_config.certfile: unknown key"),
         ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice: expected a bcrypt hash"),
         ("basic_auth: {}\n", "unknown key 'basic_auth'"),
-        ("basic_auth_users: [\n", "invalid YAML"),
+        ("basic_auth_users: [\n", "not valid YAML"),
     ],
 )
 def test_bad_web_config_names_file_and_field(tmp_path: Path, content: str, message: str) -> None:

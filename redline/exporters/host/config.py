@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from redline import safe_yaml
 
 # node_exporter's upstream defaults (v1.x), so the same filesystems are reported.
 DEFAULT_MOUNT_POINTS_EXCLUDE = (
@@ -100,11 +100,9 @@ def load_config(path: str | None) -> HostConfig:
     if path is None:
         return HostConfig()
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(f"config {path}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {path}: invalid YAML: {' '.join(str(err).split())}") from None
+        raw = safe_yaml.load_file(Path(path))
+    except safe_yaml.YamlInputError as err:
+        raise ConfigError(f"config {path}: {err.problem}") from None
     return parse_config(raw or {}, path)
 
 

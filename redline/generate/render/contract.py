@@ -1,20 +1,21 @@
-"""Renderer: the metric contracts of the catalogue as a page for people and a module for the exporters.
+"""Renderer: the metric contracts of the catalogue as a page for people and data for the runtime.
 
 - `docs/metric-contract.md`: per system, every metric its rules read (type, labels, buckets, meaning)
   and the alerts that read it.
-- `redline/telemetry/contract.py`: the histogram bucket bounds, so that the instrumentation and the job
-  exporter use the catalogue's buckets (every threshold a bucket bound) without reading thresholds/
-  at run time, and the alert values the demo's faults must pass.
+- `redline/telemetry/contract.json` (read by redline/telemetry/contract.py): the histogram bucket bounds,
+  so that the instrumentation and the job exporter use the catalogue's buckets (every threshold a bucket
+  bound) without reading thresholds/ at run time, and the alert values the demo's faults must pass.
 """
 
 from __future__ import annotations
+
+import json
 
 from redline.generate.model import Catalogue, MetricSpec, System, format_number, reads_metric
 from redline.generate.render.common import RenderError, header, markdown_header
 
 DOC_PATH = "docs/metric-contract.md"
-MODULE_PATH = "redline/telemetry/contract.py"
-LINE_LENGTH = 110  # ruff's line-length for this repository (pyproject.toml)
+DATA_PATH = "redline/telemetry/contract.json"
 
 DOC_INTRO = """\
 # Metric contract
@@ -23,7 +24,7 @@ What each monitored system exposes and its rules read: the `metrics:` section of
 `thresholds/<system>.yml`, rendered. Every scrape target also carries the target label `system`
 ({systems}) and, where relevant, `env` (`production`|`staging`), set by the Prometheus target
 files (`prometheus/targets/`, file_sd), not by the application. Exporters and the demo publish exactly
-these names; histogram buckets come from here (`redline/telemetry/contract.py`), so every threshold an alert
+these names; histogram buckets come from here (`redline/telemetry/contract.json`), so every threshold an alert
 compares with is a bucket bound.
 """
 
@@ -82,40 +83,26 @@ def histogram_buckets(catalogue: Catalogue) -> dict[str, tuple[float, ...]]:
     return dict(sorted(found.items()))
 
 
-def _tuple_lines(key: str, numbers: tuple[float, ...]) -> list[str]:
-    """`    "key": (1, 2),` as ruff formats it: on one line if it fits, else one number per line."""
-    line = f'    "{key}": ({", ".join(format_number(n) for n in numbers)}),'
-    if len(line) <= LINE_LENGTH:
-        return [line]
-    return [f'    "{key}": (', *[f"        {format_number(n)}," for n in numbers], "    ),"]
+def _number(value: float) -> float | int:
+    """An int where the number is whole, so the JSON reads as the catalogue does (1, not 1.0)."""
+    return int(value) if value == int(value) else value
 
 
-def render_contract_module(catalogue: Catalogue) -> str:
-    lines = [
-        header("#", ["thresholds/*.yml"]).rstrip(),
-        '"""The catalogue\'s numbers that code needs at run time: histogram buckets and alert values."""',
-        "",
-        "# Bucket bounds of every histogram of the metric contracts (`metrics:`), by metric name.",
-        "HISTOGRAM_BUCKETS: dict[str, tuple[float, ...]] = {",
-    ]
-    for name, buckets in histogram_buckets(catalogue).items():
-        lines += _tuple_lines(name, buckets)
-    lines += [
-        "}",
-        "",
-        "# Alert values of every threshold level, by alert name and severity (the demo's faults pass them).",
-        "ALERT_VALUES: dict[str, dict[str, float]] = {",
-    ]
-    values: dict[str, dict[str, float]] = {}
+def render_contract_data(catalogue: Catalogue) -> str:
+    """redline/telemetry/contract.json: histogram buckets by metric, alert values by alert and severity."""
+    values: dict[str, dict[str, float | int]] = {}
     for threshold in catalogue.thresholds():
-        values.setdefault(threshold.alert_name, {})[threshold.severity] = threshold.value
-    for alert, levels in sorted(values.items()):
-        line = f'    "{alert}": {{{", ".join(f"{k!r}: {format_number(v)}" for k, v in levels.items())}}},'
-        lines.append(line.replace("'", '"'))
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        values.setdefault(threshold.alert_name, {})[threshold.severity] = _number(threshold.value)
+    data = {
+        "//": header("", ["thresholds/*.yml"]).replace("\n", " ").strip(),
+        "histogram_buckets": {
+            name: [_number(b) for b in buckets] for name, buckets in histogram_buckets(catalogue).items()
+        },
+        "alert_values": dict(sorted(values.items())),
+    }
+    return json.dumps(data, indent=1) + "\n"
 
 
 def render_contract(catalogue: Catalogue) -> dict[str, str]:
-    """Renderer: the contract page and the buckets module."""
-    return {DOC_PATH: render_contract_doc(catalogue), MODULE_PATH: render_contract_module(catalogue)}
+    """Renderer: the contract page and the numbers the runtime reads."""
+    return {DOC_PATH: render_contract_doc(catalogue), DATA_PATH: render_contract_data(catalogue)}

@@ -9,6 +9,7 @@ target (green) and the alert values (red; orange for a lower level) that the rul
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
@@ -232,78 +233,66 @@ def tooltip() -> common_builders.VizTooltipOptions:
     )
 
 
-def timeseries_panel(
+PanelKind = Literal["timeseries", "stat"]
+SIZES: dict[str, tuple[int, int]] = {"timeseries": (12, 8), "stat": (6, 4)}  # default width, height
+
+
+def panel(
+    kind: PanelKind,
     panel_id: int,
     title: str,
     description: str,
     unit: str,
     queries: Sequence[prometheus.Dataquery],
     *,
-    width: int = 12,
-    height: int = 8,
+    width: int | None = None,
+    height: int | None = None,
     steps: list[model.Threshold] | None = None,
     min_value: float | None = None,
-) -> timeseries.Panel:
-    """A time series; with `steps`, the thresholds are drawn as lines (target green, alert red)."""
-    panel = (
-        timeseries.Panel()
-        .id(panel_id)
-        .title(title)
-        .description(description)
-        .datasource(PROMETHEUS)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .legend(legend())
-        .tooltip(tooltip())
-        .line_width(1)
-        .fill_opacity(10)
-        .show_points(common.VisibilityMode.NEVER)
-        .span_nulls(False)
-        .targets(list(queries))
-    )
-    if min_value is not None:
-        panel = panel.min(min_value)
-    if steps is not None:
-        panel = panel.thresholds(thresholds_config(steps)).thresholds_style(
-            common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
-        )
-    else:
-        panel = panel.thresholds(thresholds_config([model.Threshold(value=None, color=TARGET_COLOR)]))
-    return panel
-
-
-def stat_panel(
-    panel_id: int,
-    title: str,
-    description: str,
-    unit: str,
-    queries: Sequence[prometheus.Dataquery],
-    *,
-    width: int = 6,
-    height: int = 4,
-    steps: list[model.Threshold] | None = None,
     text_mode: common.BigValueTextMode = common.BigValueTextMode.AUTO,
-) -> stat.Panel:
-    """A single-value stat coloured by its threshold steps (last value)."""
-    return (
-        stat.Panel()
-        .id(panel_id)
+) -> timeseries.Panel | stat.Panel:
+    """A time series (with `steps`, the thresholds are drawn as lines: target green, alert red) or a
+    single-value stat coloured by its threshold steps (last value)."""
+    default_width, default_height = SIZES[kind]
+    built = timeseries.Panel() if kind == "timeseries" else stat.Panel()
+    built = (
+        built.id(panel_id)
         .title(title)
         .description(description)
         .datasource(PROMETHEUS)
         .unit(unit)
-        .span(width)
-        .height(height)
+        .span(width or default_width)
+        .height(height or default_height)
         .targets(list(queries))
         .thresholds(thresholds_config(steps or [model.Threshold(value=None, color=TARGET_COLOR)]))
-        .color_mode(common.BigValueColorMode.BACKGROUND)
+    )
+    if isinstance(built, timeseries.Panel):
+        return _time_series_style(built, lines=steps is not None, min_value=min_value)
+    return (
+        built.color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.AREA)
         .text_mode(text_mode)
         .justify_mode(common.BigValueJustifyMode.AUTO)
         .orientation(common.VizOrientation.AUTO)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields(""))
     )
+
+
+def _time_series_style(built: timeseries.Panel, lines: bool, min_value: float | None) -> timeseries.Panel:
+    built = (
+        built.legend(legend())
+        .tooltip(tooltip())
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+        .span_nulls(False)
+    )
+    if min_value is not None:
+        built = built.min(min_value)
+    if lines:
+        style = common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
+        built = built.thresholds_style(style)
+    return built
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def host_variables() -> list[dashboard.QueryVariable]:
 
 def _resources(ids: list[int]) -> list[Builder[model.Panel]]:
     def ts(title: str, description: str, unit: str, queries: list, **kw) -> Builder[model.Panel]:
-        return common.timeseries_panel(ids.pop(0), title, description, unit, queries, **kw)
+        return common.panel("timeseries", ids.pop(0), title, description, unit, queries, **kw)
 
     q = common.query
     return [
@@ -137,7 +137,8 @@ def _resources(ids: list[int]) -> list[Builder[model.Panel]]:
 
 def _process_groups(ids: list[int]) -> list[Builder[model.Panel]]:
     def ts(title: str, description: str, unit: str, expr: str) -> Builder[model.Panel]:
-        return common.timeseries_panel(
+        return common.panel(
+            "timeseries",
             ids.pop(0),
             title,
             description,

@@ -72,7 +72,8 @@ def worst_signal_query(system: System) -> str:
 
 
 def worst_signal_panel(system: System, panel_number: int, width: int) -> Builder[model.Panel]:
-    return common.stat_panel(
+    return common.panel(
+        "stat",
         panel_number,
         system.name,
         f"The {system.name} signal closest to (or furthest past) its alert threshold, as a share of the "
@@ -136,7 +137,8 @@ def firing_alerts_panels() -> list[Builder[model.Panel]]:
 def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builder[model.Panel]]:
     """Error budget left and the burn rate over the fastest paging window, for one SLO."""
     fastest = max(catalogue.settings.burn_rates, key=lambda tier: tier.factor)
-    budget = common.stat_panel(
+    budget = common.panel(
+        "stat",
         panel_number,
         f"{slo.name}: budget left",
         f"Error budget left over {slo.period} (objective {format_number(slo.objective * 100)}%).",
@@ -147,7 +149,8 @@ def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builde
             model.Threshold(value=0, color="green"),
         ],
     )
-    burn = common.stat_panel(
+    burn = common.panel(
+        "stat",
         panel_number + 1,
         f"{slo.name}: burn rate {fastest.long_window}",
         f"Error ratio over {fastest.long_window} divided by the error budget; the page fires above "

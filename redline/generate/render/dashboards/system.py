@@ -47,7 +47,8 @@ def threshold_panel(catalogue: Catalogue, levels: Sequence[Threshold]) -> Builde
     description = (
         f"{first.measures}. {common.describe_levels(levels)} Source {first.source}: \u201c{first.quote}\u201d"
     )
-    return common.timeseries_panel(
+    return common.panel(
+        "timeseries",
         panel_id(first.system, first.id),
         first.summary,
         description,
@@ -108,7 +109,8 @@ def slo_panel(catalogue: Catalogue, slo: Slo) -> Builder[model.Panel]:
         common.query(burn_rate_query(slo, window), legend=f"burn rate {window}", ref_id=chr(ord("A") + index))
         for index, window in enumerate(windows)
     ]
-    return common.timeseries_panel(
+    return common.panel(
+        "timeseries",
         panel_id(slo.system, slo.id),
         f"{slo.name}: burn rate",
         description,
@@ -129,7 +131,8 @@ def slo_panel(catalogue: Catalogue, slo: Slo) -> Builder[model.Panel]:
 
 def budget_panel(slo: Slo, panel_number: int, width: int = 8, height: int = 8) -> Builder[model.Panel]:
     """Error budget left over the SLO period (1 = untouched, 0 = spent, negative = overspent)."""
-    return common.stat_panel(
+    return common.panel(
+        "stat",
         panel_number,
         f"{slo.name}: error budget left",
         f"Share of the {slo.period} error budget ({format_number(slo.error_budget * 100)}% errors) not yet "
@@ -152,7 +155,8 @@ def targets_panels(system: System) -> list[Builder[model.Panel]]:
         model.Threshold(value=1, color="green"),
     ]
     panels: list[Builder[model.Panel]] = [
-        common.stat_panel(
+        common.panel(
+            "stat",
             PANEL_TARGETS_UP,
             "Targets up",
             f"Prometheus scrape health (`up`) of every {system.name} target (1 up, 0 down).",
@@ -168,7 +172,8 @@ def targets_panels(system: System) -> list[Builder[model.Panel]]:
     ]
     if any(metric.name == "probe_success" for metric in system.metrics):
         panels.append(
-            common.stat_panel(
+            common.panel(
+                "stat",
                 PANEL_PROBES,
                 "Health probes",
                 f"blackbox_exporter probes of {system.name}'s health endpoints (1 healthy, 0 failing).",
