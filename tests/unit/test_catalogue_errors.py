@@ -87,6 +87,16 @@ CASES = [
         "between 0 and 1",
     ),
     ("gamebook.yml", _set("latency", "le", 0.2, "slos"), "latency", "le", "not a bucket bound"),
+    ("tmux.yml", _set("cpu", "value", 40), "cpu", "value", "not a ratio within [0, 1]"),
+    ("tmux.yml", _set("cpu", "target", 25), "cpu", "target", "not a ratio within [0, 1]"),
+    (
+        "redline.yml",
+        _set("watchdog", "labels", {"watchdog": "{{ $labels.job }}"}),
+        "watchdog",
+        "labels.watchdog",
+        "templates ({{ }}) are allowed only in 'description'",
+    ),
+    ("tmux.yml", _set("cpu", "severity", "Warning"), "cpu", "severity", "must be one of"),
     (
         "tmux.yml",
         _set("availability", "error_ratio", "1 - avg(up)", "slos"),
