@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pager-sink": ("redline.receivers.pager_sink", "webhook receiver standing in for the paging service"),
     "reload": ("redline.stack.reload", "validate configs, then reload the running Prometheus, Alertmanager"),
     "rollback": ("redline.stack.reload", "restore the previous commit's configs and reload"),
+    "backtest": (
+        "redline.backtest.cli",
+        "what each alert would have paged over real history, and what it should be",
+    ),
 }
 
 # Subcommands that share a module get their own name passed as the first argument.

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("redline.generate.validate",),
     ("redline.generate.render", "redline.generate.files"),
     ("redline.generate.cli",),
+    ("redline.backtest",),
     ("redline.testing",),
     ("redline.cli", "redline.generate", "redline"),
 ]
