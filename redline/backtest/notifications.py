@@ -18,8 +18,10 @@ does with a timeline of firing and resolved alerts, driven by the real `alertman
 
 Time is in seconds on the backtest's evaluation grid. An alert reaches Alertmanager at the evaluation
 that makes it firing and is resolved at the first evaluation where it no longer is (Prometheus sends
-both at once). Arrivals at time t are handled before a group flush at the same t. Every integration is
-assumed to succeed (a failing one keeps resolved alerts, and so their group, alive).
+both at once); Prometheus then sends the resolved alert again every minute for 15 minutes, which puts
+it back into its group while the group lives (and can make another "new resolved" notification).
+Arrivals at time t are handled before a group flush at the same t. Every integration is assumed to
+succeed (a failing one keeps resolved alerts, and so their group, alive).
 
 A notification that opens an incident (the group's first, or its first after everything had resolved)
 is what the report counts as a page (receiver `pager`) or a ticket (receiver `ticket`).
@@ -48,6 +50,9 @@ DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
 # multiple of group_interval is only over at the flush after (as in Alertmanager).
 LOG_DELAY = 0.001
 UNSUPPORTED_ROUTE_FIELDS = ("mute_time_intervals", "active_time_intervals")
+# Prometheus' --rules.alert.resend-delay default, and how long it keeps sending a resolved alert.
+RESEND_DELAY = 60.0
+RESOLVED_RETENTION = 15 * 60.0
 
 _DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
@@ -377,13 +382,17 @@ class Simulation:
         self._sources: list[dict[tuple[str, ...], set[Labels]]] = [{} for _ in config.inhibit_rules]
         self._mappings: dict[Labels, dict[str, str]] = {}
 
-    # Events: 0 an alert fires or resolves (before flushes at the same time), 1 a group's flush.
+    # Events: 0 an alert fires, resolves or is sent again (before flushes at the same time), 1 a flush.
     def run(self, episodes: Iterable[Episode]) -> list[Notification]:
-        for episode in episodes:
+        episodes = sorted(episodes, key=lambda e: (e.start, e.labels))
+        next_start: dict[Labels, float] = {}
+        for episode in reversed(episodes):
             if episode.start < self.until:
                 self._push(episode.start, 0, ("fire", episode))
                 if episode.end is not None and episode.end < self.until:
                     self._push(episode.end, 0, ("resolve", episode))
+                    self._resends(episode, next_start.get(episode.labels, math.inf))
+            next_start[episode.labels] = episode.start
         while self._heap:
             t, kind, _, payload = heapq.heappop(self._heap)
             if t >= self.until:
@@ -395,6 +404,15 @@ class Simulation:
                 if token == group.token and not group.destroyed:
                     self._flush(t, group)
         return self.notifications
+
+    def _resends(self, episode: Episode, refires: float) -> None:
+        """Prometheus sends a resolved alert again every resend delay for 15 minutes (until it fires
+        again): each one re-enters its group if the group is still alive, as a resolved alert."""
+        assert episode.end is not None
+        t = episode.end + RESEND_DELAY
+        while t <= episode.end + RESOLVED_RETENTION and t < min(refires, self.until):
+            self._push(t, 0, ("resend", episode))
+            t += RESEND_DELAY
 
     def _push(self, t: float, kind: int, payload: Any) -> None:
         heapq.heappush(self._heap, (t, kind, next(self._seq), payload))
@@ -414,14 +432,17 @@ class Simulation:
     def _alert_event(self, t: float, what: str, episode: Episode) -> None:
         mapping = self._mappings.setdefault(episode.labels, dict(episode.labels))
         firing = what == "fire"
-        self._update_sources(mapping, episode.labels, firing, t)
+        if what != "resend":
+            self._update_sources(mapping, episode.labels, firing, t)
         for route in self.config.route.match(mapping):
             group_labels = route.group_labels(mapping)
             key = (route.key, group_labels)
             group = self._groups.get(key)
             if group is None or group.destroyed:
+                # A resolved alert whose group is gone makes a group that flushes at once, sends
+                # nothing (nothing is firing) and is destroyed: nobody is notified.
                 if not firing:
-                    continue  # a resolved alert whose group is gone notifies nobody
+                    continue
                 wait = route.group_wait
                 if episode.active_at + route.group_wait < t:
                     wait = 0.0  # Alertmanager flushes at once an alert older than group_wait
@@ -431,6 +452,10 @@ class Simulation:
             alert = group.alerts.get(episode.labels)
             if firing:
                 group.alerts[episode.labels] = _Alert(episode.labels, mapping, episode.active_at, None)
+            elif what == "resend":
+                if alert is not None:
+                    continue  # still there (firing again, or resolved and not yet notified)
+                group.alerts[episode.labels] = _Alert(episode.labels, mapping, episode.active_at, episode.end)
             elif alert is not None:
                 alert.ends_at = t
             self._wake(group, t)
@@ -529,4 +554,4 @@ class Simulation:
 
 def simulate(config: AlertmanagerConfig, episodes: Iterable[Episode], until: float) -> list[Notification]:
     """The notifications Alertmanager sends for these episodes up to `until` (seconds)."""
-    return Simulation(config, until).run(sorted(episodes, key=lambda e: (e.start, e.labels)))
+    return Simulation(config, until).run(episodes)
