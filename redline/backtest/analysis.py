@@ -31,6 +31,7 @@ from redline.backtest.timeline import (
     episodes_from_firing,
     episodes_from_signal,
     firing_seconds,
+    only_breaching,
 )
 from redline.generate.alerts import target_phrase
 from redline.generate.humanize import format_value, humanize_percentage
@@ -117,14 +118,29 @@ def threshold_episodes(
 ) -> list[Episode]:
     source = evaluated.alert.source
     assert isinstance(source, Threshold)
-    op = source.operator
     return [
         e
         for series in signal
         for e in episodes_from_signal(
-            series, lambda v: breaches(op, v, value), for_seconds, grid, signal_labels(series, evaluated)
+            series, source.operator, value, for_seconds, grid, signal_labels(series, evaluated)
         )
     ]
+
+
+def related(episodes: Iterable[Episode], mine: Iterable[Labels], config: AlertmanagerConfig) -> list[Episode]:
+    """The episodes that can change the notifications of alerts with these labels: those in the same
+    aggregation groups, and those that can inhibit them."""
+    groups, inhibitors = set(), set()
+    for labels in mine:
+        info = config.info(labels)
+        groups |= {key for _, _, key in info.routes}
+        inhibitors |= {(index, equal) for index, equal, _ in info.targets}
+    found = []
+    for episode in episodes:
+        info = config.info(episode.labels)
+        if any(key in groups for *_, key in info.routes) or any(s in inhibitors for s in info.sources):
+            found.append(episode)
+    return found
 
 
 def _key(episodes: Iterable[Episode]) -> set[tuple]:
@@ -283,7 +299,8 @@ def nice(value: float, up: bool) -> float:
     if value == 0 or math.isinf(value) or math.isnan(value):
         return value
     scale = 10 ** (math.floor(math.log10(abs(value))) - 1)
-    rounded = (math.ceil if up else math.floor)(value / scale - 1e-9) * scale
+    # the epsilon keeps a value already on two digits (1.2, stored as 1.19999...) where it is
+    rounded = (math.ceil(value / scale - 1e-9) if up else math.floor(value / scale + 1e-9)) * scale
     return float(f"{rounded:.12g}")
 
 
@@ -332,15 +349,20 @@ def suggestion(
     if not result.signal:
         return Suggestion("n/a", note="no signal data")
     documented_for = parse_duration(evaluated.alert.for_)
-    others = [e for key, found in episodes.items() if key != id(evaluated) for e in found]
+    mine = {signal_labels(series, evaluated) for series in result.signal}
+    others = related(
+        (e for key, found in episodes.items() if key != id(evaluated) for e in found), mine, config
+    )
     until = float(grid.end + grid.step)
     name, severity = evaluated.alert.alert_name, evaluated.alert.severity
+    # Less sensitive values than the documented one can only breach where it did.
+    beyond = [only_breaching(series, threshold.operator, threshold.value) for series in result.signal]
 
     def monthly(value: float, for_seconds: int) -> float:
-        mine = threshold_episodes(evaluated, result.signal, value, for_seconds, grid)
-        if not mine:
+        candidate = threshold_episodes(evaluated, beyond, value, for_seconds, grid)
+        if not candidate:
             return 0.0
-        sent = simulate(config, [*others, *mine], until)
+        sent = simulate(config, [*others, *candidate], until)
         return per(counts(sent, name, severity)[0], grid, MONTH)
 
     current = per(result.opened, grid, MONTH)

@@ -190,12 +190,42 @@ class InhibitRule:
         return tuple(labels.get(name, "") for name in self.equal)
 
 
+@dataclass(frozen=True)
+class AlertInfo:
+    """What the configuration does with one label set, worked out once."""
+
+    mapping: dict[str, str]
+    routes: tuple[tuple[Route, Labels, tuple[str, Labels]], ...]  # (route, group labels, group id)
+    sources: tuple[tuple[int, tuple[str, ...]], ...]  # inhibit rules it is a source of, its equal key
+    targets: tuple[tuple[int, tuple[str, ...], bool], ...]  # ... a target of, equal key, also a source
+    target_of: frozenset[int]
+
+
 @dataclass
 class AlertmanagerConfig:
     route: Route
     inhibit_rules: list[InhibitRule]
     receivers: dict[str, Receiver]
     file: str = "alertmanager.yml"
+    _info: dict[Labels, AlertInfo] = field(default_factory=dict, repr=False, compare=False)
+
+    def info(self, labels: Labels) -> AlertInfo:
+        found = self._info.get(labels)
+        if found is None:
+            mapping = dict(labels)
+            routes = tuple(
+                (route, route.group_labels(mapping), (route.key, route.group_labels(mapping)))
+                for route in self.route.match(mapping)
+            )
+            rules = list(enumerate(self.inhibit_rules))
+            sources = tuple((i, r.equal_key(mapping)) for i, r in rules if all_match(r.source, mapping))
+            source_of = {i for i, _ in sources}
+            targets = tuple(
+                (i, r.equal_key(mapping), i in source_of) for i, r in rules if all_match(r.target, mapping)
+            )
+            found = AlertInfo(mapping, routes, sources, targets, frozenset(i for i, *_ in targets))
+            self._info[labels] = found
+        return found
 
 
 def _route(node: Any, parent: Route | None, key: str, where: str) -> Route:
@@ -335,7 +365,6 @@ class Notification:
 @dataclass
 class _Alert:
     labels: Labels
-    mapping: dict[str, str]
     starts_at: float
     ends_at: float | None  # None while firing
 
@@ -380,7 +409,6 @@ class Simulation:
         self._log: dict[tuple[str, str], _LogEntry] = {}
         # Source alerts of the inhibition rules that are firing now: rule index -> equal key -> alerts.
         self._sources: list[dict[tuple[str, ...], set[Labels]]] = [{} for _ in config.inhibit_rules]
-        self._mappings: dict[Labels, dict[str, str]] = {}
 
     # Events: 0 an alert fires, resolves or is sent again (before flushes at the same time), 1 a flush.
     def run(self, episodes: Iterable[Episode]) -> list[Notification]:
@@ -430,15 +458,13 @@ class Simulation:
             self._schedule(group, tick)
 
     def _alert_event(self, t: float, what: str, episode: Episode) -> None:
-        mapping = self._mappings.setdefault(episode.labels, dict(episode.labels))
+        info = self.config.info(episode.labels)
         firing = what == "fire"
         if what != "resend":
-            self._update_sources(mapping, episode.labels, firing, t)
-        for route in self.config.route.match(mapping):
-            group_labels = route.group_labels(mapping)
-            key = (route.key, group_labels)
+            self._update_sources(info, episode.labels, firing, t)
+        for route, group_labels, key in info.routes:
             group = self._groups.get(key)
-            if group is None or group.destroyed:
+            if group is None:
                 # A resolved alert whose group is gone makes a group that flushes at once, sends
                 # nothing (nothing is firing) and is destroyed: nobody is notified.
                 if not firing:
@@ -451,41 +477,35 @@ class Simulation:
                 self._schedule(group, t + wait)
             alert = group.alerts.get(episode.labels)
             if firing:
-                group.alerts[episode.labels] = _Alert(episode.labels, mapping, episode.active_at, None)
+                group.alerts[episode.labels] = _Alert(episode.labels, episode.active_at, None)
             elif what == "resend":
                 if alert is not None:
                     continue  # still there (firing again, or resolved and not yet notified)
-                group.alerts[episode.labels] = _Alert(episode.labels, mapping, episode.active_at, episode.end)
+                group.alerts[episode.labels] = _Alert(episode.labels, episode.active_at, episode.end)
             elif alert is not None:
                 alert.ends_at = t
             self._wake(group, t)
 
-    def _update_sources(self, mapping: dict[str, str], labels: Labels, firing: bool, t: float) -> None:
+    def _update_sources(self, info: AlertInfo, labels: Labels, firing: bool, t: float) -> None:
         changed = False
-        for index, rule in enumerate(self.config.inhibit_rules):
-            if all_match(rule.source, mapping):
-                bucket = self._sources[index].setdefault(rule.equal_key(mapping), set())
-                if firing and labels not in bucket:
-                    bucket.add(labels)
-                    changed = True
-                elif not firing and labels in bucket:
-                    bucket.discard(labels)
-                    changed = True
+        for index, equal in info.sources:
+            bucket = self._sources[index].setdefault(equal, set())
+            if firing and labels not in bucket:
+                bucket.add(labels)
+                changed = True
+            elif not firing and labels in bucket:
+                bucket.discard(labels)
+                changed = True
         if changed:  # any group's muted alerts may change
             for group in self._groups.values():
-                if not group.destroyed:
-                    self._wake(group, t)
+                self._wake(group, t)
 
-    def muted(self, mapping: Mapping[str, str]) -> bool:
+    def muted(self, labels: Labels) -> bool:
         """Is an alert with these labels inhibited now (Alertmanager's Inhibitor.Mutes)?"""
-        for index, rule in enumerate(self.config.inhibit_rules):
-            if not all_match(rule.target, mapping):
-                continue
-            sources = self._sources[index].get(rule.equal_key(mapping), ())
-            both_sides = all_match(rule.source, mapping)
-            for source in sources:
-                if both_sides and all_match(rule.target, self._mappings[source]):
-                    continue
+        for index, equal, both_sides in self.config.info(labels).targets:
+            for source in self._sources[index].get(equal, ()):
+                if both_sides and index in self.config.info(source).target_of:
+                    continue  # a source that is a target too cannot inhibit an alert that is a source too
                 return True
         return False
 
@@ -504,7 +524,7 @@ class Simulation:
         self._schedule(group, t + route.group_interval)
         group.changed = False
         resolved_now = [a for a in group.alerts.values() if a.ends_at is not None and a.ends_at <= t]
-        shown = [a for a in group.alerts.values() if not self.muted(a.mapping)]
+        shown = [a for a in group.alerts.values() if not self.muted(a.labels)]
         firing = frozenset(a.labels for a in shown if a.ends_at is None or a.ends_at > t)
         resolved = frozenset(a.labels for a in shown if a.ends_at is not None and a.ends_at <= t)
         receiver = self.config.receivers[route.receiver]
@@ -529,6 +549,7 @@ class Simulation:
             del group.alerts[alert.labels]
         if not group.alerts:
             group.destroyed = True
+            del self._groups[(route.key, group.labels)]
 
     def _needs_update(
         self,

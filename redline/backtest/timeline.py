@@ -11,7 +11,7 @@ recorded signal for another value or `for` (the suggestions), without another re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redline.backtest.notifications import Episode, Labels
@@ -98,16 +98,30 @@ def episodes_from_firing(
     return found
 
 
+def breaching(series: Series, operator: str, value: float) -> list[int]:
+    """The timestamps at which `signal operator value` holds (one comparison inlined per operator)."""
+    pairs = zip(series.timestamps, series.values, strict=True)
+    if operator == ">":
+        return [t for t, v in pairs if v > value]
+    if operator == ">=":
+        return [t for t, v in pairs if v >= value]
+    if operator == "<":
+        return [t for t, v in pairs if v < value]
+    return [t for t, v in pairs if v <= value]
+
+
+def only_breaching(series: Series, operator: str, value: float) -> Series:
+    """The samples past the value (a less sensitive value can only breach at these)."""
+    keep = set(breaching(series, operator, value))
+    pairs = [(t, v) for t, v in zip(series.timestamps, series.values, strict=True) if t in keep]
+    return Series(series.labels, [t for t, _ in pairs], [v for _, v in pairs])
+
+
 def episodes_from_signal(
-    series: Series,
-    breaches: Callable[[float], bool],
-    for_seconds: int,
-    grid: Grid,
-    labels: Labels,
+    series: Series, operator: str, value: float, for_seconds: int, grid: Grid, labels: Labels
 ) -> list[Episode]:
-    """Episodes of `signal op value` over a recorded signal series, with this `for`."""
-    active = [t for t, v in zip(series.timestamps, series.values, strict=True) if breaches(v)]
-    return episodes_from_runs(labels, runs(active, grid.step), for_seconds, grid)
+    """Episodes of `signal operator value` over a recorded signal series, with this `for`."""
+    return episodes_from_runs(labels, runs(breaching(series, operator, value), grid.step), for_seconds, grid)
 
 
 def firing_seconds(episodes: Iterable[Episode], grid: Grid) -> int:
