@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from redline import topology
 from redline.backtest import analysis, catalogues, report
@@ -96,6 +96,40 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"redline backtest: {message} (see redline backtest --help)\n")
 
 
+def options() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    """The options by help section: (flag, help, other argparse keywords)."""
+    url = f"http://127.0.0.1:{topology.port('prometheus')}"
+    return {
+        "history": [
+            ("--since", "the last DURATION (default 7d)", {"type": duration, "metavar": "DURATION"}),
+            ("--from", "first evaluation (RFC 3339 or Unix seconds)",
+             {"dest": "start", "type": parse_time, "metavar": "TIME"}),
+            ("--to", "last evaluation (default now)", {"dest": "end", "type": parse_time, "metavar": "TIME"}),
+            ("--step", "evaluation interval (default 1m)",
+             {"type": duration, "default": 60, "metavar": "DURATION"}),
+            ("--prometheus", f"datasource, read only (default {url})", {"default": url, "metavar": "URL"}),
+            ("--partial-windows", "evaluate even when the history starts after what a rule's windows read "
+             "(they see partial data)", {"action": "store_true"}),
+        ],
+        "catalogue and routing": [
+            ("--catalogue", "a git ref or a folder (default: thresholds/)", {"metavar": "REF"}),
+            ("--compare", "also evaluate this catalogue (git ref or folder): pages gained and lost per alert",
+             {"metavar": "REF"}),
+            ("--alertmanager-config", "routes, timers, inhibitions (default alertmanager/alertmanager.yml)",
+             {"type": Path, "default": ALERTMANAGER / "alertmanager.yml", "metavar": "FILE"}),
+            ("--max-per-month", "the suggestions aim at most N pages (or tickets, for a ticket alert) a "
+             "month (default 4)", {"type": non_negative, "default": 4.0, "metavar": "N"}),
+            ("--no-suggest", "skip the suggestions (faster)", {"action": "store_true"}),
+        ],
+        "output": [
+            ("--json", "write the JSON report ('-': to stdout, instead of the table)",
+             {"type": Path, "metavar": "FILE"}),
+            ("--html", "write the self-contained HTML report", {"type": Path, "metavar": "FILE"}),
+            ("--quiet", "no progress lines on stderr", {"action": "store_true"}),
+        ],
+    }  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="redline backtest",
@@ -103,62 +137,10 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    when = p.add_argument_group("history")
-    when.add_argument(
-        "--since", type=duration, default=None, metavar="DURATION", help="the last DURATION (default 7d)"
-    )
-    when.add_argument(
-        "--from",
-        dest="start",
-        type=parse_time,
-        metavar="TIME",
-        help="first evaluation (RFC 3339 or Unix seconds)",
-    )
-    when.add_argument(
-        "--to", dest="end", type=parse_time, metavar="TIME", help="last evaluation (default: now)"
-    )
-    when.add_argument(
-        "--step", type=duration, default=60, metavar="DURATION", help="evaluation interval (default 1m)"
-    )
-    default_url = f"http://127.0.0.1:{topology.port('prometheus')}"
-    when.add_argument(
-        "--prometheus",
-        default=default_url,
-        metavar="URL",
-        help=f"datasource, read only (default {default_url})",
-    )
-    when.add_argument(
-        "--partial-windows",
-        action="store_true",
-        help="evaluate even when the history starts after what a rule's windows read (they see partial data)",
-    )
-    what = p.add_argument_group("catalogue and routing")
-    what.add_argument(
-        "--catalogue", metavar="REF", help="a git ref or a folder (default: the working tree's thresholds/)"
-    )
-    what.add_argument(
-        "--compare",
-        metavar="REF",
-        help="also evaluate this catalogue (git ref or folder): pages gained and lost per alert",
-    )
-    what.add_argument(
-        "--alertmanager-config", type=Path, default=ALERTMANAGER / "alertmanager.yml", metavar="FILE",
-        help="routes, timers and inhibitions (default alertmanager/alertmanager.yml)",
-    )  # fmt: skip
-    what.add_argument(
-        "--max-per-month", type=non_negative, default=4.0, metavar="N",
-        help="the suggestions aim at most N pages (or tickets, for a ticket alert) a month (default 4)",
-    )  # fmt: skip
-    what.add_argument("--no-suggest", action="store_true", help="skip the suggestions (faster)")
-    out = p.add_argument_group("output")
-    out.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="write the JSON report ('-' for stdout instead of the table)",
-    )
-    out.add_argument("--html", type=Path, metavar="FILE", help="write the self-contained HTML report")
-    out.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    for title, items in options().items():
+        group = p.add_argument_group(title)
+        for flag, help_text, keywords in items:
+            group.add_argument(flag, help=help_text, **keywords)
     return p
 
 
