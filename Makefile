@@ -67,7 +67,7 @@ test-integration: setup ## the integration tier: real promtool, Prometheus, Aler
 test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
 	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
 
-BENCHMARKS := host_vs_node instrumentation alert_latency rollback scale
+BENCHMARKS := host_vs_node instrumentation alert_latency rollback scale backtest
 
 bench: setup ## run the benchmarks in bench/ and print their figures (about 15 minutes)
 	@for name in $(BENCHMARKS); do echo "==> bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done

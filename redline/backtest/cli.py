@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from redline import topology
 from redline.backtest import analysis, catalogues, report
-from redline.backtest.datasource import Datasource, DatasourceError, HistoryError, check_coverage, iso
+from redline.backtest.datasource import DatasourceError, HistoryError, authenticated, check_coverage, iso
 from redline.backtest.engine import EngineError, replay
 from redline.backtest.notifications import ConfigError, load_config
 from redline.backtest.rules import RuleError, RuleSet
@@ -108,6 +108,10 @@ def options() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
             ("--step", "evaluation interval (default 1m)",
              {"type": duration, "default": 60, "metavar": "DURATION"}),
             ("--prometheus", f"datasource, read only (default {url})", {"default": url, "metavar": "URL"}),
+            ("--bearer-token-file", "a file holding the datasource's bearer token",
+             {"type": Path, "metavar": "FILE"}),
+            ("--basic-auth-file", "a file holding the datasource's user:password",
+             {"type": Path, "metavar": "FILE"}),
             ("--partial-windows", "evaluate even when the history starts after what a rule's windows read "
              "(they see partial data)", {"action": "store_true"}),
         ],
@@ -189,7 +193,7 @@ def run(args: argparse.Namespace, progress: analysis.Progress, started: float) -
         rules = RuleSet(grid.step)
         base_rules = rules.add_catalogue(base)
         other_rules = rules.add_catalogue(other[0]) if other else None
-        source = Datasource(args.prometheus)
+        source = authenticated(args.prometheus, args.bearer_token_file, args.basic_auth_file, workdir)
         progress(
             f"{len(rules.rules)} alert rules and {len(rules.signals)} signals over {iso(grid.start)} .. "
             f"{iso(grid.end)} every {grid.step}s from {source.url}"

@@ -8,6 +8,7 @@ are allowed): a rule that needs `rate(x[1h] offset 1w)` sees a partial or empty 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import urllib.error
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from redline.backtest.rules import BacktestRule
 from redline.generate.model import format_duration
@@ -41,6 +43,7 @@ class Datasource:
     url: str
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float = 300.0
+    vmalert_flags: tuple[str, ...] = ()  # the same credentials for vmalert, read from files
 
     def get(self, path: str, params: dict[str, str]) -> dict:
         request = urllib.request.Request(
@@ -63,6 +66,39 @@ class Datasource:
             "/api/v1/query_range", {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
         )
         return list(data.get("result") or [])
+
+
+def authenticated(
+    url: str, bearer_token_file: Path | None, basic_auth_file: Path | None, folder: Path
+) -> Datasource:
+    """A datasource with a bearer token, or basic auth from a file holding `user:password`. vmalert
+    reads the same from files (the password is written to a 0600 file in `folder`), never from its
+    command line, where `ps` would show it."""
+    if bearer_token_file is not None:
+        token = _secret(bearer_token_file, "--bearer-token-file")
+        flags: tuple[str, ...] = (f"-datasource.bearerTokenFile={bearer_token_file.resolve()}",)
+        return Datasource(url, (("Authorization", f"Bearer {token}"),), vmalert_flags=flags)
+    if basic_auth_file is not None:
+        user, sep, password = _secret(basic_auth_file, "--basic-auth-file").partition(":")
+        if not sep or not user:
+            raise ValueError(f"--basic-auth-file {basic_auth_file}: expected one line user:password")
+        secret = folder / "datasource-password"
+        secret.touch(mode=0o600)
+        secret.write_text(password)
+        header = base64.b64encode(f"{user}:{password}".encode()).decode()
+        flags = (f"-datasource.basicAuth.username={user}", f"-datasource.basicAuth.passwordFile={secret}")
+        return Datasource(url, (("Authorization", f"Basic {header}"),), vmalert_flags=flags)
+    return Datasource(url)
+
+
+def _secret(path: Path, option: str) -> str:
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{option} {path}: cannot read it ({err})") from None
+    if not text:
+        raise ValueError(f"{option} {path}: empty")
+    return text
 
 
 def first_samples(

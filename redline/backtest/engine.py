@@ -138,14 +138,13 @@ def run_vmalert(
     log: Path,
     progress: Progress,
     total_rules: int,
-    auth_flags: list[str],
 ) -> int:
     """vmalert -replay over [start, end]; returns its peak RSS in bytes. Raises EngineError."""
     cmd = [
         binary("vmalert"),
         f"-rule={rules_file}",
         f"-datasource.url={source.url}",
-        *auth_flags,
+        *source.vmalert_flags,
         f"-remoteWrite.url={store}",
         f"-replay.timeFrom={_rfc3339(start)}",
         f"-replay.timeTo={_rfc3339(end)}",
@@ -215,7 +214,6 @@ def replay(
     total_rules: int,
     progress: Progress,
     concurrency: int | None = None,
-    auth_flags: list[str] | None = None,
     workdir: Path | None = None,
 ) -> ReplayResult:
     """Evaluate the rules over [start, end] and read back the signals and the firing alerts."""
@@ -227,9 +225,8 @@ def replay(
         store, store_proc = stack.enter_context(scratch_store(folder))
         began = time.monotonic()
         vmalert_peak = run_vmalert(
-            rules_file, source, store, start, end, concurrency, folder / "vmalert.log", progress, total_rules,
-            auth_flags or [],
-        )  # fmt: skip
+            rules_file, source, store, start, end, concurrency, folder / "vmalert.log", progress, total_rules
+        )
         replayed = time.monotonic()
         _flush(store)
         progress("reading the replay's results from the scratch store")

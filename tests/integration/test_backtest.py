@@ -2,8 +2,8 @@
 
 The history is written by this file: a day of 15-second samples of a few catalogue metrics (tmux cycle
 time, qerrors cache hit ratio, qerrors and tmux `up`/health), following each entry's `test:` fixture so
-the signal takes the values below, backfilled with `promtool tsdb create-blocks-from openmetrics`. The
-backtest runs once (vmalert's replay, the Alertmanager model, a comparison with a catalogue copy whose
+the signal takes the values below, backfilled with `promtool tsdb create-blocks-from openmetrics` and
+served by a Prometheus that requires basic auth. The backtest runs once (vmalert's replay, the Alertmanager model, a comparison with a catalogue copy whose
 cycle-time alert value is 0.75 s instead of 1 s) and the tests read its JSON report. The timeline is
 then checked against Prometheus' own rule evaluation: promtool evaluates the generated rule files
 (recording rules and all) over the same samples and must see exactly the same ALERTS.
@@ -11,15 +11,18 @@ then checked against Prometheus' own rule evaluation: promtool evaluates the gen
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 
@@ -29,13 +32,13 @@ from redline.generate.model import Fixture, format_duration
 from redline.generate.render.promtool_series import Timeline, parse_series, series_text, series_values
 from redline.paths import PROMETHEUS, ROOT
 from redline.testing.catalogue import changed_catalogue, entry
-from redline.testing.components import prometheus
 from redline.testing.history import Driver, Incident, backfill, constant, write_openmetrics
-from redline.testing.processes import tool
+from redline.testing.processes import free_port, running, tool, wait_until
 
 pytestmark = pytest.mark.slow
 
 HOUR, MINUTE = 3600, 60
+USER, PASSWORD = "backtest", "not-a-real-secret"
 SCRAPE, STEP = 15, 60
 T0 = (int(time.time()) // HOUR - 48) * HOUR  # two days ago, on the hour: the history's first sample
 START, END = T0 + HOUR, T0 + 24 * HOUR  # the backtest's first and last evaluation
@@ -97,19 +100,40 @@ def lower_cycle_threshold(data: dict) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The history served by a Prometheus that wants basic auth (as the stack's may), backtested once."""
     folder = tmp_path_factory.mktemp("backtest")
     with open(folder / "history.om", "w") as out:
         write_openmetrics(DRIVERS, T0, HISTORY_END, SCRAPE, out)
     backfill(folder / "history.om", folder / "tsdb")
     (folder / "prometheus.yml").write_text("global: {}\n")
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (folder / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {USER: hashed}}))
+    (folder / "credentials").write_text(f"{USER}:{PASSWORD}\n")
     copy = changed_catalogue(folder, "tmux.yml", lower_cycle_threshold)
-    with prometheus(folder, folder / "prometheus.yml", tsdb=folder / "tsdb") as url:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        tool("prometheus"),
+        f"--config.file={folder / 'prometheus.yml'}",
+        f"--storage.tsdb.path={folder / 'tsdb'}",
+    ]
+    command += [f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={folder / 'web.yml'}"]
+    with running(command, log=folder / "prometheus.log"):
+        wait_until(lambda: authorised_get(f"{url}/-/ready") == 200, timeout=30, what="Prometheus ready")
         result = backtest(
             f"--prometheus={url}", f"--from={START}", f"--to={END}", "--step=1m", "--partial-windows",
             f"--compare={copy}", f"--json={folder / 'report.json'}", f"--html={folder / 'report.html'}",
+            f"--basic-auth-file={folder / 'credentials'}",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         yield Run(json.loads((folder / "report.json").read_text()), 0, result.stderr, folder, url)
+
+
+def authorised_get(url: str) -> int:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return int(response.status)
 
 
 def seconds(iso: str | None) -> int | None:
@@ -295,7 +319,10 @@ def test_the_table_and_the_progress(run: Run) -> None:
 
 
 def test_too_short_history_is_one_line_naming_the_rule_and_its_window(run: Run) -> None:
-    result = backtest(f"--prometheus={run.prometheus}", f"--from={T0 + 2 * HOUR}", f"--to={END}", "--quiet")
+    result = backtest(
+        f"--prometheus={run.prometheus}", f"--from={T0 + 2 * HOUR}", f"--to={END}", "--quiet",
+        f"--basic-auth-file={run.folder / 'credentials'}",
+    )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
@@ -305,6 +332,12 @@ def test_too_short_history_is_one_line_naming_the_rule_and_its_window(run: Run) 
     assert "--partial-windows" in result.stderr
 
 
+def test_a_datasource_that_refuses_is_a_backend_failure(run: Run) -> None:
+    result = backtest(f"--prometheus={run.prometheus}", "--since=1h", "--quiet")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"redline backtest: {run.prometheus}/api/v1/query_range: HTTP 401")
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -312,6 +345,7 @@ def test_too_short_history_is_one_line_naming_the_rule_and_its_window(run: Run) 
         (["--catalogue=no-such-ref-xyz"], 2, "no-such-ref-xyz: entry '(git ref)': field 'thresholds/'"),
         (["--prometheus=http://127.0.0.1:9", "--since=1h"], 1, "http://127.0.0.1:9/api/v1/query_range"),
         (["--step=0s"], 2, "redline backtest: argument --step: must be longer than 0s"),
+        (["--basic-auth-file=/nonexistent"], 2, "--basic-auth-file /nonexistent: cannot read it"),
     ],
 )
 def test_bad_input_and_backend_failures_are_one_line(args: list[str], code: int, message: str) -> None:
