@@ -134,27 +134,23 @@ class Coverage:
 def check_coverage(
     source: Datasource, rules: Iterable[BacktestRule], start: int, end: int, partial: bool
 ) -> Coverage:
-    """Raise HistoryError when a rule's windows reach back before its metrics' first sample."""
+    """Raise HistoryError when a rule with data reads further back than the history goes.
+
+    The history starts at the first sample of any series the rules read: a service that appears later
+    is not an error (its rules behave as they did when it was deployed)."""
     rules = list(rules)
     earliest = start - max((r.lookback for r in rules), default=0)
     first, resolution = first_samples(source, {m for r in rules for m in r.selectors}, earliest, end)
-    no_data = set()
-    worst: tuple[int, BacktestRule, int] | None = None  # (the --from it needs, rule, its history start)
-    for rule in rules:
-        seen = [first[m] for m in rule.selectors if m in first]
-        if not seen:
-            no_data.add(rule.id)
-            continue
-        history_start = min(seen)
-        needed = history_start + rule.lookback
-        if needed > start + resolution and (worst is None or needed > worst[0]):
-            worst = (needed, rule, history_start)
-    if worst is not None and not partial:
-        needed, rule, history_start = worst
-        raise HistoryError(
-            f"history too short for {rule.alert_name}: it reads {format_duration(rule.lookback)} before "
-            f"each evaluation, its series start at {iso(history_start)}, so the backtest can start at "
-            f"{iso(needed)} at the earliest (got --from {iso(start)}); use a later --from/--since, or "
-            "--partial-windows"
-        )
+    no_data = {r.id for r in rules if not any(m in first for m in r.selectors)}
+    if first and not partial:
+        history_start = min(first.values())
+        with_data = [r for r in rules if r.id not in no_data and r.lookback]
+        worst = max(with_data, key=lambda r: r.lookback, default=None)
+        if worst is not None and history_start + worst.lookback > start + resolution:
+            raise HistoryError(
+                f"history too short for {worst.alert_name}: it reads {format_duration(worst.lookback)} "
+                f"before each evaluation and the history starts at {iso(history_start)}, so the backtest "
+                f"can start at {iso(history_start + worst.lookback)} at the earliest (got --from "
+                f"{iso(start)}); use a later --from/--since, or --partial-windows"
+            )
     return Coverage(frozenset(no_data), resolution)

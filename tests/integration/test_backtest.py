@@ -3,8 +3,9 @@
 The history is written by this file: a day of 15-second samples of a few catalogue metrics (tmux cycle
 time, qerrors cache hit ratio, qerrors and tmux `up`/health), following each entry's `test:` fixture so
 the signal takes the values below, backfilled with `promtool tsdb create-blocks-from openmetrics` and
-served by a Prometheus that requires basic auth. The backtest runs once (vmalert's replay, the Alertmanager model, a comparison with a catalogue copy whose
-cycle-time alert value is 0.75 s instead of 1 s) and the tests read its JSON report. The timeline is
+served by a Prometheus that requires basic auth. The backtest runs once (vmalert's replay, the
+Alertmanager model, a comparison with a catalogue copy whose cycle-time alert value is 0.75 s instead
+of 1 s) and the tests read its JSON report. The timeline is
 then checked against Prometheus' own rule evaluation: promtool evaluates the generated rule files
 (recording rules and all) over the same samples and must see exactly the same ALERTS.
 """
@@ -327,7 +328,7 @@ def test_too_short_history_is_one_line_naming_the_rule_and_its_window(run: Run) 
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
         "redline backtest: history too short for TmuxMonitorAvailabilityBudgetBurn: it reads 3d before "
-        "each evaluation, its series start at "
+        "each evaluation and the history starts at "
     )
     assert "--partial-windows" in result.stderr
 
