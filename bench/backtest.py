@@ -180,26 +180,40 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def measure(profile: str, days: int, scrape: int, lookback: int, folder: Path) -> dict:
+def prepare(profile: str, days: int, scrape: int, lookback: int, folder: Path) -> dict:
+    """Write and backfill the history into folder/tsdb (kept from an earlier run with --keep)."""
+    described = folder / "history.json"
+    if described.exists() and (folder / "tsdb").is_dir():
+        history = dict(json.loads(described.read_text()))
+        if (history["profile"], history["days"], history["scrape"]) == (profile, days, scrape):
+            print(f"    {profile} {days}d: reusing the history in {folder}", flush=True)
+            return history
+        shutil.rmtree(folder / "tsdb")
     end = (int(time.time()) // DAY - 1) * DAY  # yesterday midnight: whole days, all in the past
     start = end - days * DAY
-    history_start = start - lookback
-    catalogue = load_catalogue()
     began = time.monotonic()
-    drivers = drivers_for(catalogue, profile, history_start, end + HOUR)
+    drivers = drivers_for(load_catalogue(), profile, start - lookback, end + HOUR)
     with open(folder / "history.om", "w") as out:
-        samples = write_openmetrics(drivers, history_start, end + HOUR, scrape, out)
+        samples = write_openmetrics(drivers, start - lookback, end + HOUR, scrape, out)
     written = time.monotonic()
     size = (folder / "history.om").stat().st_size
     backfill(folder / "history.om", folder / "tsdb")
     (folder / "history.om").unlink()
-    prepared = time.monotonic()
     series = len({text for d in drivers for text, *_ in d.series()})
+    history = {"profile": profile, "days": days, "scrape": scrape, "start": start, "end": end}
+    history |= {"series": series, "samples": samples, "prepare": time.monotonic() - began}
+    described.write_text(json.dumps(history))
     print(
         f"    {profile} {days}d: {series} series, {samples:,} samples ({size / 1e9:.1f} GB OpenMetrics) "
-        f"written in {written - began:.0f}s, backfilled in {prepared - written:.0f}s",
+        f"written in {written - began:.0f}s, backfilled in {time.monotonic() - written:.0f}s",
         flush=True,
     )
+    return history
+
+
+def measure(profile: str, days: int, scrape: int, lookback: int, folder: Path) -> dict:
+    history = prepare(profile, days, scrape, lookback, folder)
+    start, end, series, samples = history["start"], history["end"], history["series"], history["samples"]
     port = free_port()
     (folder / "prometheus.yml").write_text("global: {}\n")
     with open(folder / "prometheus.log", "wb") as log:
@@ -241,7 +255,7 @@ def measure(profile: str, days: int, scrape: int, lookback: int, folder: Path) -
         "days": days,
         "series": series,
         "samples": samples,
-        "prepare": prepared - began,
+        "prepare": history["prepare"],
         "wall": walls[0],
         "warm": walls[1],
         "phases": report["run"]["seconds"],
@@ -262,16 +276,24 @@ def main() -> int:
     parser.add_argument(
         "--scrape", type=int, default=None, help="seconds between samples (demo 15, scale 60)"
     )
-    parser.add_argument("--keep", type=Path, default=None, help="keep the TSDB and reports in this folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="build (or reuse) the history, TSDB and reports in this folder",
+    )
     args = parser.parse_args()
     scrape = args.scrape or (15 if args.profile == "demo" else 60)
     lookback = parse_duration("1w1h") if args.profile == "demo" else parse_duration("3d1h")
     rows = []
     for days in (int(d) for d in args.days.split(",")):
+        if args.keep:  # history, TSDB and reports stay there, and a later run reuses the history
+            folder = args.keep / f"{args.profile}-{days}d"
+            folder.mkdir(parents=True, exist_ok=True)
+            rows.append(measure(args.profile, days, scrape, lookback, folder))
+            continue
         with tempfile.TemporaryDirectory(prefix="redline-bench-backtest-") as tmp:
             rows.append(measure(args.profile, days, scrape, lookback, Path(tmp)))
-            if args.keep:
-                shutil.copytree(tmp, args.keep / f"{args.profile}-{days}d", dirs_exist_ok=True)
     mib = 1024 * 1024
     print(
         "\n| history | series | samples in the history | wall time (cold / warm) | vmalert replay | analysis "

@@ -36,6 +36,7 @@ Progress = Callable[[str], None]
 # Prometheus refuses more than 11,000 points per series in one range query.
 MAX_POINTS_PER_QUERY = 10_000
 RULE_LINE_RE = re.compile(r'^> Rule "(.*)" \(ID: \d+\)')
+LOG_FAILURE_RE = re.compile(r"\t(error|fatal|panic)\t|level=(error|fatal)|\b(FATAL|ERROR|panic):")
 
 
 class EngineError(Exception):
@@ -75,12 +76,14 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def _tail(log: Path, lines: int = 5) -> str:
+def _tail(log: Path, lines: int = 3) -> str:
+    """The last lines of a log that say what went wrong (its last lines when none does)."""
     try:
         text = log.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return " | ".join(line.strip() for line in text[-lines:])
+    failures = [line for line in text if LOG_FAILURE_RE.search(line)]
+    return " | ".join(" ".join(line.split()) for line in (failures or text)[-lines:])
 
 
 def _stop(proc: subprocess.Popen) -> None:
