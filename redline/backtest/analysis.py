@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from redline.backtest.rules import CatalogueRules, Evaluated
 from redline.backtest.timeline import (
     Grid,
     Series,
+    breaching,
     episodes_from_firing,
     episodes_from_signal,
     firing_seconds,
@@ -37,6 +39,7 @@ from redline.generate.alerts import target_phrase
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import Slo, Threshold, breaches, format_duration, parse_duration
 
+OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 MONTH = 30 * 86400
 WEEK = 7 * 86400
 FOR_LADDER = (60, 120, 300, 600, 900, 1800, 3600)  # seconds: the `for` values a suggestion may use
@@ -150,56 +153,39 @@ def _key(episodes: Iterable[Episode]) -> set[tuple]:
 # ----- compliance -----------------------------------------------------------------------------------
 
 
-def held(signal: list[Series], good: Callable[[float], bool], phrase: str, grid: Grid) -> Held:
+def held(signal: list[Series], operator: str, value: float, phrase: str, grid: Grid) -> Held:
+    """How well the signal kept `phrase`: `signal operator value` is being past it."""
     bad_at: set[int] = set()
     seen: set[int] = set()
     for series in signal:
         seen.update(series.timestamps)
-        bad_at.update(t for t, v in zip(series.timestamps, series.values, strict=True) if not good(v))
+        bad_at.update(breaching(series, operator, value))
     share = None if not seen else 1 - len(bad_at) / len(seen)
     return Held(phrase, share, len(bad_at) * grid.step)
 
 
 def threshold_compliance(threshold: Threshold, signal: list[Series], grid: Grid) -> tuple[Held, Held]:
-    op, unit = threshold.operator, threshold.unit
-    inclusive = threshold.target in threshold.entry_values
-    target = threshold.target
-    if inclusive or unit == "boolean":
-
-        def keeps_target(v: float) -> bool:
-            return not breaches(op, v, target)
+    op, unit, target = threshold.operator, threshold.unit, threshold.target
+    # Past the target: on the alerting side of it, or at it too where the target is not an alert value
+    # ("CPU < 70%" alerts above 70%: 70% keeps it; "cycle < 0.5s" alerts above 1s: 0.5s is past it).
+    if target in threshold.entry_values or unit == "boolean":
+        past = op
     else:
-        below = op in (">", ">=")
-
-        def keeps_target(v: float) -> bool:
-            return v < target if below else v > target
-
+        past = ">=" if op in (">", ">=") else "<="
     side = {">": "at most", ">=": "below", "<": "at least", "<=": "above"}[op]
     phrase = f"{side} {format_value(unit, target)}" if unit == "boolean" else target_phrase(threshold)
-    target_held = held(signal, keeps_target, phrase, grid)
     value_phrase = f"{side} {format_value(unit, threshold.value)}"
-    value_held = held(signal, lambda v: not breaches(op, v, threshold.value), value_phrase, grid)
-    return target_held, value_held
+    return held(signal, past, target, phrase, grid), held(signal, op, threshold.value, value_phrase, grid)
 
 
 def slo_compliance(
     slo: Slo, alert_value: float, signal: list[Series], grid: Grid, window: str
 ) -> tuple[Held, Held]:
     budget = slo.error_budget
-    target = held(
-        signal,
-        lambda v: v <= budget,
-        f"error ratio ({window}) at most {humanize_percentage(budget)} (objective "
-        f"{humanize_percentage(slo.objective)})",
-        grid,
-    )
-    value = held(
-        signal,
-        lambda v: v <= alert_value,
-        f"error ratio ({window}) at most {humanize_percentage(alert_value)}",
-        grid,
-    )
-    return target, value
+    objective = humanize_percentage(slo.objective)
+    target = f"error ratio ({window}) at most {humanize_percentage(budget)} (objective {objective})"
+    value = f"error ratio ({window}) at most {humanize_percentage(alert_value)}"
+    return held(signal, ">", budget, target, grid), held(signal, ">", alert_value, value, grid)
 
 
 def measured_objective(signal: list[Series]) -> float | None:
@@ -313,7 +299,8 @@ def candidate_values(
     if threshold.unit == "boolean":
         return [documented]
     up = op in (">", ">=")
-    beyond = sorted(v for s in signal for v in s.values if breaches(op, v, documented))
+    past = OPERATORS[op]
+    beyond = sorted(v for s in signal for v in s.values if past(v, documented))
     if not beyond:
         return [documented]
     if not up:
@@ -385,7 +372,7 @@ def suggestion(
         )
     rank, for_seconds, monthly_count = best
     note = ""
-    if not any(breaches(threshold.operator, v, values[rank]) for s in result.signal for v in s.values):
+    if not any(breaching(series, threshold.operator, values[rank]) for series in result.signal):
         note = "past every value the signal reached: it would never have fired"
     return Suggestion("change", values[rank], format_duration(for_seconds), monthly_count, note)
 

@@ -33,14 +33,15 @@ class Line:
 
 def _columns(series: Series, grid: Grid, high: bool) -> list[tuple[int, float]]:
     """(column, value) with the alerting-side extreme of the samples that fall in each column."""
-    pick = max if high else min
-    span = max(1, grid.end + grid.step - grid.start)
+    scale = COLUMNS / max(1, grid.end + grid.step - grid.start)
     found: dict[int, float] = {}
     for t, v in zip(series.timestamps, series.values, strict=True):
-        if math.isnan(v) or math.isinf(v):
+        if not math.isfinite(v):
             continue
-        column = min(COLUMNS - 1, int((t - grid.start) * COLUMNS / span))
-        found[column] = pick(found[column], v) if column in found else v
+        column = int((t - grid.start) * scale)
+        kept = found.get(column)
+        if kept is None or (v > kept if high else v < kept):
+            found[column] = v
     return sorted(found.items())
 
 

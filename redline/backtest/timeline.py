@@ -40,11 +40,12 @@ class Grid:
 
 @dataclass
 class Series:
-    """One series of results on the grid: its labels, timestamps (seconds) and values."""
+    """One series of results on the grid: its labels, timestamps (seconds) and values (lists, or
+    compact arrays for the many samples read back from the scratch store)."""
 
     labels: dict[str, str]
-    timestamps: list[int]
-    values: list[float]
+    timestamps: Sequence[int]
+    values: Sequence[float]
 
 
 def runs(timestamps: Sequence[int], step: int) -> Iterable[tuple[int, int]]:
