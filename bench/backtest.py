@@ -43,6 +43,7 @@ from redline.generate.model import Catalogue, Fixture, Slo, Threshold, parse_dur
 from redline.testing.history import Driver, Incident, backfill, constant, write_openmetrics
 
 DAY, HOUR, MINUTE = 86400, 3600, 60
+STRETCH = 4 * DAY  # history written and backfilled this much at a time
 
 
 def wave(
@@ -193,19 +194,26 @@ def prepare(profile: str, days: int, scrape: int, lookback: int, folder: Path) -
     start = end - days * DAY
     began = time.monotonic()
     drivers = drivers_for(load_catalogue(), profile, start - lookback, end + HOUR)
-    with open(folder / "history.om", "w") as out:
-        samples = write_openmetrics(drivers, start - lookback, end + HOUR, scrape, out)
-    written = time.monotonic()
-    size = (folder / "history.om").stat().st_size
-    backfill(folder / "history.om", folder / "tsdb")
-    (folder / "history.om").unlink()
+    samples, size, writing = 0, 0, 0.0
+    counters: dict[str, tuple[float, int]] = {}
+    # In stretches of STRETCH: promtool holds a whole file's samples in memory while it backfills.
+    for first in range(start - lookback, end + HOUR, STRETCH):
+        clock = time.monotonic()
+        with open(folder / "history.om", "w") as out:
+            samples += write_openmetrics(
+                drivers, first, min(first + STRETCH, end + HOUR), scrape, out, counters
+            )
+        size += (folder / "history.om").stat().st_size
+        writing += time.monotonic() - clock
+        backfill(folder / "history.om", folder / "tsdb")
+        (folder / "history.om").unlink()
     series = len({text for d in drivers for text, *_ in d.series()})
     history = {"profile": profile, "days": days, "scrape": scrape, "start": start, "end": end}
     history |= {"series": series, "samples": samples, "prepare": time.monotonic() - began}
     described.write_text(json.dumps(history))
     print(
         f"    {profile} {days}d: {series} series, {samples:,} samples ({size / 1e9:.1f} GB OpenMetrics) "
-        f"written in {written - began:.0f}s, backfilled in {time.monotonic() - written:.0f}s",
+        f"written in {writing:.0f}s, backfilled in {time.monotonic() - began - writing:.0f}s",
         flush=True,
     )
     return history

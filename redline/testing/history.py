@@ -57,10 +57,17 @@ def constant(value: float) -> Callable[[int], float]:
     return lambda _t: value
 
 
-def samples(driver: Driver, kind: str, scale: float, offset: float, times: range) -> Iterator[float]:
-    """The values of one series at these times (a counter starts at 0 and adds its rate each interval)."""
-    total = 0.0
-    previous = None
+def samples(
+    driver: Driver,
+    kind: str,
+    scale: float,
+    offset: float,
+    times: range,
+    total: float = 0.0,
+    previous: int | None = None,
+) -> Iterator[float]:
+    """The values of one series at these times (a counter starts at `total`, 0 unless it goes on from
+    an earlier stretch that ended at `previous`, and adds its rate each interval)."""
     for t in times:
         level = scale * driver.signal(t) + offset
         if kind == "gauge":
@@ -74,9 +81,20 @@ def samples(driver: Driver, kind: str, scale: float, offset: float, times: range
         yield total
 
 
-def write_openmetrics(drivers: Iterable[Driver], start: int, end: int, interval: int, out: TextIO) -> int:
+def write_openmetrics(
+    drivers: Iterable[Driver],
+    start: int,
+    end: int,
+    interval: int,
+    out: TextIO,
+    counters: dict[str, tuple[float, int]] | None = None,
+) -> int:
     """Every series of every driver from start to end (exclusive) every `interval` seconds, grouped by
-    metric name as OpenMetrics wants; a series two drivers share is written once. Returns the samples."""
+    metric name as OpenMetrics wants; a series two drivers share is written once. Returns the samples.
+
+    A history written in stretches (one file each, backfilled one after the other, so promtool holds
+    one stretch in memory) passes the same `counters` dict to each: counters go on where they ended."""
+    counters = {} if counters is None else counters
     times = range(start, end, interval)
     by_name: dict[str, list[tuple[str, Driver, str, float, float]]] = {}
     seen: set[str] = set()
@@ -88,12 +106,11 @@ def write_openmetrics(drivers: Iterable[Driver], start: int, end: int, interval:
     written = 0
     for rows in by_name.values():
         for text, driver, kind, scale, offset in rows:
-            lines = [
-                f"{text} {format_number(v)} {t}\n"
-                for t, v in zip(times, samples(driver, kind, scale, offset, times), strict=True)
-            ]
-            out.writelines(lines)
-            written += len(lines)
+            values = list(samples(driver, kind, scale, offset, times, *counters.get(text, (0.0, None))))
+            out.writelines(f"{text} {format_number(v)} {t}\n" for t, v in zip(times, values, strict=True))
+            written += len(values)
+            if kind == "counter" and values:
+                counters[text] = (values[-1], times[-1])
     out.write("# EOF\n")
     return written
 
