@@ -235,6 +235,18 @@ def test_compare_reports_exactly_the_changed_incident(run: Run) -> None:
     assert (compare["gained"], compare["lost"]) == (1, 0)
 
 
+def test_a_git_ref_is_read_with_git_archive(run: Run) -> None:
+    """HEAD's thresholds/ (as committed) against the working tree's: the same alerts, nothing differs."""
+    result = backtest(
+        f"--prometheus={run.prometheus}", f"--from={START}", f"--to={END}", "--partial-windows", "--quiet",
+        "--no-suggest", "--compare=HEAD", "--json=-", f"--basic-auth-file={run.folder / 'credentials'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    compare = json.loads(result.stdout)["compare"]
+    assert compare["catalogue"] == "HEAD" and (compare["gained"], compare["lost"]) == (0, 0)
+    assert all(d["base"] == d["other"] for d in compare["alerts"])
+
+
 # ----- the timeline is Prometheus' own evaluation ----------------------------------------------------
 
 
