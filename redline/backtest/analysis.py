@@ -11,8 +11,8 @@ the ladder FOR_LADDER (from the documented one up to an hour) and values between
 and the largest value the signal reached beyond it (quantiles of the breaching samples, rounded to two
 significant digits away from the alerting side). Each candidate's episodes are computed from the
 recorded signal with the same state machine as the rule engine and run through the same Alertmanager
-model with every other alert; the candidate closest to the documented value (then the shortest `for`)
-within N a month wins. Boolean signals (up/down) only get a `for`.
+model with the alerts that share its groups or can inhibit it; the candidate closest to the documented
+value (then the shortest `for`) within N a month wins. Boolean signals (up/down) only get a `for`.
 """
 
 from __future__ import annotations
