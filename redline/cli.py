@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exporter": ("redline.exporters.cli", "run an exporter: 'host' (host, processes) or 'jobs' (job queue)"),
     "demo": ("redline.demo.cli", "simulate the four monitored systems; 'demo fault' injects faults"),
     "pager-sink": ("redline.receivers.pager_sink", "webhook receiver standing in for the paging service"),
+    "ledger": ("redline.receivers.ledger_cli", "pages, tickets, flapping and time to resolve per alert"),
+    "console": ("redline.console.cli", "the on-call console: alerts, signals, runbooks, silences, history"),
     "reload": ("redline.stack.reload", "validate configs, then reload the running Prometheus, Alertmanager"),
     "rollback": ("redline.stack.reload", "restore the previous commit's configs and reload"),
 }

@@ -152,6 +152,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "demo-tmux", 9205, "demo", "tmux-monitor", {"system": "tmux"}, probe="/health", test_target=True
     ),
     Endpoint("grafana", 3000, "grafana"),
+    Endpoint("console", 9400, "console"),
 )
 
 DEMO_PREFIX = "demo-"  # the demo's endpoints are demo-<part>; the part names its port on `redline demo`

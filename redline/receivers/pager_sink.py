@@ -6,6 +6,9 @@ path names the receiver (/pager, /ticket, /watchdog, ...). Each notification is 
 200 means the notification is on disk) and summarised on the console, one line per alert.
 
 GET /-/healthy answers 200; GET /notifications returns the JSON lines recorded so far.
+With --ledger, every Alertmanager notification is also stored in the alert ledger
+(redline/receivers/ledger.py; `redline ledger` and the console read it); a notification the ledger
+cannot store is answered 500, so Alertmanager retries it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from redline import topology
+from redline.receivers.ledger import Ledger, LedgerError
 from redline.telemetry.web import parse_listen
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -86,8 +90,19 @@ class SinkHandler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             self._answer(400, f"body is not JSON: {err}\n")
             return
-        received_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = dt.datetime.now(dt.UTC)
+        received_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         path = self.path.split("?", 1)[0]
+        ledger = self.server.ledger
+        if ledger is not None and isinstance(payload, dict) and isinstance(payload.get("alerts"), list):
+            try:
+                ledger.record(path.strip("/"), payload, now.timestamp())
+            except LedgerError as err:
+                self._answer(400, f"not stored in the ledger: {err}\n")
+                return
+            except Exception as err:  # the database failed: make Alertmanager send it again
+                self._answer(500, f"ledger: {type(err).__name__}: {err}\n")
+                return
         self.server.log.append({"received_at": received_at, "path": path, "payload": payload})
         for line in summary_lines(received_at, path, payload):
             print(line, flush=True)
@@ -117,9 +132,10 @@ class SinkHandler(BaseHTTPRequestHandler):
 class SinkServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], log: NotificationLog) -> None:
+    def __init__(self, address: tuple[str, int], log: NotificationLog, ledger: Ledger | None = None) -> None:
         super().__init__(address, SinkHandler)
         self.log = log
+        self.ledger = ledger
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -142,6 +158,11 @@ def main(argv: list[str]) -> int:
         help=f"HOST:PORT to listen on (default 127.0.0.1:{topology.endpoint('pager-sink').port})",
     )
     parser.add_argument("--out", type=Path, required=True, help="JSON-lines file to append notifications to")
+    parser.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="also store notifications in this alert ledger (sqlite:///PATH or postgresql://)",
+    )
     args = parser.parse_args(argv)
 
     if not args.out.parent.is_dir():
@@ -152,9 +173,15 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         print(f"redline pager-sink: --out {args.out}: {err.strerror}", file=sys.stderr)
         return 2
+    try:
+        ledger = Ledger(args.ledger) if args.ledger else None
+    except (LedgerError, OSError) as err:
+        log.close()
+        print(f"redline pager-sink: --ledger: {err}", file=sys.stderr)
+        return 2
     host, port = args.listen
     try:
-        server = SinkServer((host, port), log)
+        server = SinkServer((host, port), log, ledger)
     except OSError as err:
         log.close()
         print(f"redline pager-sink: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
@@ -173,4 +200,6 @@ def main(argv: list[str]) -> int:
     finally:
         server.server_close()
         log.close()
+        if ledger is not None:
+            ledger.close()
     return 0

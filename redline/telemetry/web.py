@@ -173,7 +173,7 @@ def _tls_context(path: str, tls: Any) -> ssl.SSLContext:
     return context
 
 
-class _BasicAuth:
+class BasicAuth:
     """Checks Authorization headers against bcrypt hashes; remembers recent successes (bcrypt is slow)."""
 
     def __init__(self, users: dict[str, bytes]) -> None:
@@ -185,26 +185,32 @@ class _BasicAuth:
         self._lock = threading.Lock()
 
     def allows(self, header: str | None) -> bool:
+        """True when the header carries a known user's password."""
+        return self.user(header) is not None
+
+    def user(self, header: str | None) -> str | None:
+        """The user whose password the Authorization header carries, else None."""
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         hashed = self._users.get(user)
         # Without a user, still pay for one bcrypt check, so timing does not reveal which users exist.
         reference = hashed if hashed is not None else next(iter(self._users.values()))
         key = (user, hashlib.sha256(reference + b"\0" + password.encode()).digest())
         with self._lock:
             if hashed is not None and key in self._verified:
-                return True
+                return user
         ok = self._checkpw(password.encode(), reference) and hashed is not None
-        if ok:
-            with self._lock:
-                if len(self._verified) >= 256:
-                    self._verified.clear()
-                self._verified[key] = None
-        return ok
+        if not ok:
+            return None
+        with self._lock:
+            if len(self._verified) >= 256:
+                self._verified.clear()
+            self._verified[key] = None
+        return user
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -343,7 +349,7 @@ class _Server(socketserver.TCPServer):
         family: socket.AddressFamily,
         registry: CollectorRegistry,
         routes: dict[str, Handler],
-        auth: _BasicAuth | None,
+        auth: BasicAuth | None,
     ) -> None:
         self.address_family = family
         super().__init__(address, _Handler)
@@ -454,7 +460,7 @@ def serve(
     """
     host, port = parse_listen(listen)
     config = load_web_config(web_config) if web_config else WebConfig()
-    auth = _BasicAuth(config.users) if config.users else None
+    auth = BasicAuth(config.users) if config.users else None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     httpd = _Server((host, port), family, registry, dict(routes or {}), auth)
     if config.ssl_context is not None:

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("redline.generate.load",),
     ("redline.generate.validate",),
     ("redline.generate.render", "redline.generate.files"),
-    ("redline.generate.cli",),
+    ("redline.generate.cli", "redline.console"),
     ("redline.testing",),
     ("redline.cli", "redline.generate", "redline"),
 ]
@@ -146,7 +146,7 @@ def test_the_unit_tier_has_no_binary() -> None:
 # What the exporter image (Dockerfile: the `exporters` extra) runs, and what it does not install.
 IMAGE_COMMANDS = ("redline.exporters.host.main", "redline.exporters.jobs.cli", "redline.demo.cli")
 IMAGE_COMMANDS += ("redline.receivers.pager_sink", "redline.cli")
-NOT_IN_IMAGE = ("pydantic", "grafana_foundation_sdk", "supervisor", "packaging", "jsonnet")
+NOT_IN_IMAGE = ("pydantic", "grafana_foundation_sdk", "supervisor", "packaging", "jsonnet", "starlette")
 
 
 def test_the_exporter_image_runs_without_the_generator_dependencies() -> None:
