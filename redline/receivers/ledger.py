@@ -13,6 +13,7 @@ An episode is one firing of one alert: its fingerprint and its startsAt. A URL n
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -136,6 +137,17 @@ class Ledger:
         with self._lock:
             self._conn.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction (one write to disk) for a notification and its alerts; rolled back on error."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
     def _sql(self, text: str) -> str:
         return text.replace("?", self._param)
 
@@ -148,7 +160,7 @@ class Ledger:
             raise LedgerError("not an Alertmanager notification: no 'alerts' list")
         rows = [_event_row(alert) for alert in alerts]
         receiver = str(payload.get("receiver") or receiver)
-        with self._lock:
+        with self._lock, self._transaction():
             cursor = self._conn.execute(
                 self._sql(
                     "INSERT INTO notifications (received_at, receiver, group_key, status, payload)"
