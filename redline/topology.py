@@ -35,6 +35,7 @@ class Job:
     comment: str
     interval: str | None = None  # None: the global scrape_interval of prometheus.yml
     file: str = ""  # target file stem; default the job name
+    serves: str | None = None  # the system whose own services this job scrapes (inventory entries land here)
 
     @property
     def target_file(self) -> str:
@@ -72,12 +73,17 @@ JOBS: tuple[Job, ...] = (
     Job("alertmanager", "", file="alertmanager-metrics"),
     Job("vmagent", ""),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
-    Job("node", ""),
-    Job("gamebook", "The monitored systems (the demo simulates them locally).", interval="1s"),
-    Job("qerrors", "", interval="1s"),
-    Job("pipeline-api", "", interval="1s"),
+    Job("node", "", serves="host"),
+    Job(
+        "gamebook",
+        "The monitored systems (the demo simulates them locally).",
+        interval="1s",
+        serves="gamebook",
+    ),
+    Job("qerrors", "", interval="1s", serves="qerrors"),
+    Job("pipeline-api", "", interval="1s", serves="pipeline"),
     Job("pipeline-jobs", "", interval="1s"),
-    Job("tmux-monitor", "", interval="1s"),
+    Job("tmux-monitor", "", interval="1s", serves="tmux"),
     Job("postgres", ""),
     Job(
         PROBE_JOB,
@@ -156,6 +162,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 DEMO_PREFIX = "demo-"  # the demo's endpoints are demo-<part>; the part names its port on `redline demo`
+
+
+def job_serving(system: str) -> Job:
+    """The scrape job of a system's own services (where the inventory's scrape addresses go)."""
+    for job in JOBS:
+        if job.serves == system:
+            return job
+    raise TopologyError(f"no scrape job serves system {system!r} in redline/topology.py")
 
 
 def endpoint(name: str) -> Endpoint:
