@@ -95,7 +95,7 @@ class Inventory(_Strict):
     """inventory.yml: the monitored systems' real services."""
 
     demo: bool = Field(False, description="also run the demo's simulated systems")
-    links: Links = Field(default_factory=Links)
+    links: Links = Links(grafana_url=None, runbook_base_url=None)
     systems: dict[System, list[Environment]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
