@@ -77,7 +77,7 @@ def validation_error(file: str, data: Any, err: ValidationError) -> CatalogueErr
     first = err.errors(include_url=False)[0]
     loc = list(first["loc"])
     if first["type"] == "catalogue":
-        loc += first["ctx"]["field"].split(".")
+        loc += [int(part) if part.isdigit() else part for part in first["ctx"]["field"].split(".")]
     entry, rest = _entry_of(data, loc)
     return CatalogueError(file, entry, _field_text(rest) or "(entry)", _problem(first, loc))
 
@@ -176,6 +176,7 @@ def system(file: str, document: schema.SystemFile) -> model.System:
         thresholds=[level for entry in document.thresholds for level in _threshold(file, document, entry)],
         slos=[_slo(file, document, entry) for entry in document.slos],
         test_targets=tuple(tuple(sorted(t.items())) for t in topology.test_targets(sid)),
+        external_metrics=tuple(document.external_metrics),
     )
 
 

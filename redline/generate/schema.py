@@ -39,6 +39,7 @@ Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "5m",
 AlertName = Annotated[str, Field(pattern=ALERT_NAME_PATTERN)]
 EntryId = Annotated[str, Field(pattern=ENTRY_ID_PATTERN)]
 LabelName = Annotated[str, Field(pattern=LABEL_PATTERN)]
+MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
 Severity = Literal["critical", "warning", "info"]
 Operator = Literal[">", ">=", "<", "<="]
 Unit = Literal["seconds", "bytes", "ratio", "count", "fps", "multiplier", "boolean"]
@@ -172,8 +173,10 @@ class Threshold(Strict):
                 raise fail("labels", f"{reserved!r} is set by the generator")
         for label, text in self.labels.items():
             _no_template(f"labels.{label}", text)
-        for name in ("summary", "measures"):
-            _no_template(name, getattr(self, name))
+        for name in ("summary", "measures", "quote", "source"):  # annotation text Prometheus expands
+            _no_template(name, getattr(self, name) or "")
+        for index, level in enumerate(self.levels or ()):
+            _no_template(f"levels.{index}.quote", level.quote or "")
         levels = self.level_values()
         if self.unit == "ratio":
             for field, number in [("target", self.target), *[(self._value_field(), v) for _, v in levels]]:
@@ -235,7 +238,8 @@ class Slo(Strict):
             raise fail("error_ratio", "must use the placeholder {le} when 'le' is set")
         if self.le is None and "{le}" in self.error_ratio:
             raise fail("le", "missing: error_ratio uses {le}")
-        _no_template("summary", self.summary)
+        for name in ("summary", "name", "quote", "source"):  # annotation text Prometheus expands
+            _no_template(name, getattr(self, name) or "")
         return self
 
 
@@ -278,5 +282,10 @@ class SystemFile(Strict):
     alert_prefix: AlertName = Field(description="every alert name starts with it")
     settings: Settings | None = Field(None, description="redline.yml only")
     metrics: list[Metric] = Field(default_factory=list, description="the metric contract")
+    external_metrics: list[MetricName] = Field(
+        default_factory=list,
+        description="metrics this file's queries read that no contract lists, as nothing of redline "
+        "publishes them (e.g. ALERTS); any other metric a signal or error_ratio reads must be in a contract",
+    )
     thresholds: list[Threshold] = Field(default_factory=list)
     slos: list[Slo] = Field(default_factory=list)

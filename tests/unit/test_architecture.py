@@ -21,7 +21,7 @@ PACKAGE = ROOT / "redline"
 # Bottom first. A module may import modules of its own layer or a lower one; the longest prefix decides.
 LAYERS: list[tuple[str, ...]] = [
     ("redline.paths", "redline.topology", "redline.safe_yaml", "redline.tools", "redline.argtypes"),
-    ("redline.generate.model", "redline.generate.humanize", "redline.telemetry"),
+    ("redline.generate.model", "redline.generate.promql", "redline.generate.humanize", "redline.telemetry"),
     ("redline.generate.conventions", "redline.exporters", "redline.receivers"),
     ("redline.generate.alerts", "redline.demo"),
     ("redline.generate.schema", "redline.stack"),
