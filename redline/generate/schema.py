@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from redline.generate.markdown import unsafe_link
 from redline.generate.model import DURATION_PATTERN, SEVERITIES, breaches, format_number
 from redline.topology import SYSTEMS
 
@@ -23,6 +24,7 @@ ENTRY_ID_PATTERN = r"^[a-z][a-z0-9-]*$"
 RECORD_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$"
 LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+URL_PATTERN = r"^https?://[^\s<>()\[\]{}\"'`\\]+$"  # written into Markdown and annotations as is
 # What a pattern mismatch means, by pattern: the message a person reads.
 PATTERN_MEANINGS = {
     ALERT_NAME_PATTERN: "must be CamelCase",
@@ -31,6 +33,7 @@ PATTERN_MEANINGS = {
     LABEL_PATTERN: "is not a valid label name",
     METRIC_PATTERN: "is not a valid metric name",
     DURATION_PATTERN: "is not a duration like 30s, 5m, 1h, 1d",
+    URL_PATTERN: "is not an http(s) URL (no spaces, quotes, brackets or parentheses)",
 }
 TEMPLATE_MARKERS = ("{{", "}}", "{%", "%}")  # Go template delimiters: only descriptions may hold them
 
@@ -54,6 +57,13 @@ def fail(field: str, problem: str) -> PydanticCustomError:
 def _no_template(field: str, text: str) -> None:
     if any(marker in text for marker in TEMPLATE_MARKERS):
         raise fail(field, "templates ({{ }}) are allowed only in 'description'; write the text out")
+
+
+def _safe_links(field: str, text: str) -> None:
+    """Text a runbook page shows links only to http(s) or relative targets (no javascript:, data:...)."""
+    target = unsafe_link(text)
+    if target is not None:
+        raise fail(field, f"link to {target!r} not allowed: runbook text links only to http(s) or relative")
 
 
 class Strict(BaseModel):
@@ -86,12 +96,22 @@ class Metric(Strict):
 
 
 class Runbook(Strict):
-    """What on-call reads in the alert's runbook section (Markdown, rendered safely)."""
+    """What on-call reads in the alert's runbook section: one paragraph of Markdown each (line breaks
+    become spaces, raw HTML shows as text); links only to http(s) or relative targets."""
 
     meaning: Text = Field(description="what the alert means")
     causes: list[Text] = Field(min_length=1, description="likely causes")
     actions: list[Text] = Field(min_length=1, description="first steps, in order (the seed's procedures)")
     escalation: Text = Field(description="who to call when the first steps do not help")
+
+    @model_validator(mode="after")
+    def _links(self) -> Runbook:
+        _safe_links("meaning", self.meaning)
+        for name in ("causes", "actions"):
+            for index, text in enumerate(getattr(self, name)):
+                _safe_links(f"{name}.{index}", text)
+        _safe_links("escalation", self.escalation)
+        return self
 
 
 class Series(Strict):
@@ -175,8 +195,10 @@ class Threshold(Strict):
             _no_template(f"labels.{label}", text)
         for name in ("summary", "measures", "quote", "source"):  # annotation text Prometheus expands
             _no_template(name, getattr(self, name) or "")
+            _safe_links(name, getattr(self, name) or "")  # and the runbook page shows
         for index, level in enumerate(self.levels or ()):
             _no_template(f"levels.{index}.quote", level.quote or "")
+            _safe_links(f"levels.{index}.quote", level.quote or "")
         levels = self.level_values()
         if self.unit == "ratio":
             for field, number in [("target", self.target), *[(self._value_field(), v) for _, v in levels]]:
@@ -240,6 +262,7 @@ class Slo(Strict):
             raise fail("le", "missing: error_ratio uses {le}")
         for name in ("summary", "name", "quote", "source"):  # annotation text Prometheus expands
             _no_template(name, getattr(self, name) or "")
+            _safe_links(name, getattr(self, name) or "")  # and the runbook page shows
         return self
 
 
@@ -256,8 +279,8 @@ class BurnRate(Strict):
 class Settings(Strict):
     """Stack-wide settings (redline.yml only)."""
 
-    grafana_url: str = Field(pattern=r"^https?://", description="base URL of dashboard links")
-    runbook_base_url: str = Field(pattern=r"^https?://", description="base URL of runbook links")
+    grafana_url: str = Field(pattern=URL_PATTERN, description="base URL of dashboard links")
+    runbook_base_url: str = Field(pattern=URL_PATTERN, description="base URL of runbook links")
     burn_rates: list[BurnRate] = Field(min_length=1)
     test_interval: Duration = Field(description="sample interval of the generated promtool tests")
     test_settle: Duration = Field(description="time a signal needs after a change (its longest range)")
@@ -289,3 +312,9 @@ class SystemFile(Strict):
     )
     thresholds: list[Threshold] = Field(default_factory=list)
     slos: list[Slo] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _links(self) -> SystemFile:
+        for name in ("name", "source"):  # the runbook page's title and introduction
+            _safe_links(name, getattr(self, name))
+        return self
