@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from redline import safe_yaml, topology
 from redline.generate import model, schema
+from redline.generate.model import clip
 from redline.paths import THRESHOLDS
 
 SETTINGS_FILE = "redline.yml"  # the file whose `settings:` every renderer reads
@@ -29,6 +30,7 @@ class CatalogueError(Exception):
     """Bad catalogue input; the message names the file, the entry and the field."""
 
     def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        entry, field_name, problem = clip(entry, 80), clip(field_name, 120), clip(problem, 300)
         self.file, self.entry, self.field, self.problem = file, entry, field_name, problem
         super().__init__(f"{file}: entry {entry!r}: field {field_name!r}: {problem}")
 

@@ -53,6 +53,11 @@ def format_le(value: float) -> str:
     return repr(float(value))
 
 
+def clip(text: str, limit: int) -> str:
+    """The text cut to `limit` characters, marked with '...' where cut (error messages stay readable)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_number(value: float) -> str:
     """A threshold number as written in PromQL and YAML: no exponent, no trailing zeros."""
     if value == int(value) and abs(value) < 1e15:

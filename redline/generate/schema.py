@@ -12,11 +12,11 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from redline.generate.markdown import unsafe_link
-from redline.generate.model import DURATION_PATTERN, SEVERITIES, breaches, format_number
+from redline.generate.model import DURATION_PATTERN, SEVERITIES, breaches, format_number, parse_duration
 from redline.topology import SYSTEMS
 
 ALERT_NAME_PATTERN = r"^[A-Z][a-zA-Z0-9]*$"
@@ -38,7 +38,22 @@ PATTERN_MEANINGS = {
 TEMPLATE_MARKERS = ("{{", "}}", "{%", "%}")  # Go template delimiters: only descriptions may hold them
 
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "5m", "1h30m", "30d"])]
+MAX_DURATION = "365d"  # no alert, window or SLO period of the catalogue is longer
+
+
+def _bounded_duration(text: str) -> str:
+    if parse_duration(text) > parse_duration(MAX_DURATION):
+        raise PydanticCustomError(
+            "duration_bound", "{text} is longer than {bound}", {"text": text, "bound": MAX_DURATION}
+        )
+    return text
+
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, min_length=2, examples=["30s", "5m", "1h30m", "30d"]),
+    AfterValidator(_bounded_duration),
+]
 AlertName = Annotated[str, Field(pattern=ALERT_NAME_PATTERN)]
 EntryId = Annotated[str, Field(pattern=ENTRY_ID_PATTERN)]
 LabelName = Annotated[str, Field(pattern=LABEL_PATTERN)]
@@ -67,9 +82,9 @@ def _safe_links(field: str, text: str) -> None:
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors; values keep their YAML type (no '1.5' for 1.5)."""
+    """Unknown fields are errors; values keep their YAML type (no '1.5' for 1.5); numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Metric(Strict):
@@ -287,6 +302,8 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _one_for_per_severity(self) -> Settings:
+        if parse_duration(self.test_interval) == 0:
+            raise fail("test_interval", "must be longer than 0s")
         for tier in self.burn_rates:
             first = next(t for t in self.burn_rates if t.severity == tier.severity)
             if tier.for_ != first.for_:

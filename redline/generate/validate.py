@@ -100,6 +100,10 @@ def _check_contracts(catalogue: Catalogue) -> None:
                     "type",
                     f"{metric.type} here but {other.type} in thresholds/{other.system}.yml",
                 )
+            if other.buckets != metric.buckets:
+                raise CatalogueError(
+                    system.file, metric.name, "buckets", f"not the buckets of thresholds/{other.system}.yml"
+                )
 
 
 def _check_entry_ids(system: System) -> None:
