@@ -18,6 +18,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import gzip
 import hashlib
 import html
@@ -494,7 +495,9 @@ class MetricsServer:
         host_for_url = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{'https' if tls else 'http'}://{host_for_url}:{self.port}"
         self.metrics_url = f"{self.url}/metrics"
-        self._thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
+        # poll 10 times a second for shutdown() (the default 0.5 s made every stop wait up to that long)
+        loop = functools.partial(httpd.serve_forever, poll_interval=0.1)
+        self._thread = threading.Thread(target=loop, name="metrics-http", daemon=True)
         self._thread.start()
 
     def shutdown(self) -> None:
