@@ -14,14 +14,12 @@ annotations, the Watchdog labels) with `for: 0s` on switches this file flips.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -575,24 +573,6 @@ def prometheus_alertmanagers(sandbox: Sandbox) -> list[str]:
     return [am["url"] for am in json.loads(body)["data"]["activeAlertmanagers"]]
 
 
-def kill_and_keep_down(run_dir: Path, service: str) -> None:
-    """SIGKILL one of the runner's supervised services: a crash (no graceful leave from the gossip mesh),
-    and it stays down (supervisord would restart a process that dies on its own)."""
-    from supervisor.xmlrpc import SupervisorTransport
-
-    transport = SupervisorTransport(None, None, f"unix://{run_dir / 'supervisor.sock'}")
-    supervisor = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
-    pid = supervisor.getProcessInfo(service)["pid"]
-    os.kill(pid, signal.SIGSTOP)  # frozen: the TERM of the stop below stays pending, it cannot leave
-    supervisor.stopProcess(service, False)  # STOPPING: its death is a stop, not a crash to restart
-    os.kill(pid, signal.SIGKILL)
-    wait_until(
-        lambda: supervisor.getProcessInfo(service)["statename"] == "STOPPED",
-        timeout=10,
-        what=f"{service} down",
-    )
-
-
 def test_the_runner_starts_three_named_peers_that_prometheus_all_sends_to(cluster: Cluster) -> None:
     gossip = {AM_PEER_NAMES[s]: f"127.0.0.1:{cluster.sandbox.port(s) + 1}" for s in PEERS}
     for service in PEERS:
@@ -621,7 +601,7 @@ def test_cluster_sends_one_notification_per_group(cluster: Cluster) -> None:
 
 
 def test_cluster_still_notifies_once_with_a_member_killed(cluster: Cluster) -> None:
-    kill_and_keep_down(cluster.sandbox.run_dir, "alertmanager")  # am-1: the one that notifies first
+    cluster.sandbox.crash("alertmanager")  # am-1 (kept down): the one that notifies first
     with pytest.raises(OSError):
         http_get(f"{cluster.url('alertmanager')}/-/healthy", timeout=2)
     survivors = ["alertmanager-2", "alertmanager-3"]
