@@ -200,8 +200,11 @@ class Sandbox:
         return frozen_at
 
     def start(self, service: str) -> None:
-        """Start a service stopped by crash() again (supervisord waits for it to stay up 1 s)."""
-        self._supervisor().startProcess(service, True)
+        """Start a service stopped by crash() again (supervisord waits for it to stay up 1 s); a service
+        that runs is left alone."""
+        supervisor = self._supervisor()
+        if supervisor.getProcessInfo(service)["statename"] != "RUNNING":
+            supervisor.startProcess(service, True)
 
     def fault(self, system: str, fault: str, active: bool = True) -> None:
         """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
