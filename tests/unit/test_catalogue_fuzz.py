@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redline.testing.catalogue_fuzz import TIME_BOUND, catalogue_copy, documents, run_pipeline
 
-EXAMPLES = 120
+EXAMPLES = 100
 
 
 @pytest.fixture(scope="module")
