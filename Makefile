@@ -67,9 +67,9 @@ test-integration: setup ## the integration tier: real promtool, Prometheus, Aler
 test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
 	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
 
-BENCHMARKS := host_vs_node instrumentation alert_latency rollback scale
+BENCHMARKS := host_vs_node exporter_connections instrumentation alert_latency rollback scale catalogue_fuzz alertmanager_ha
 
-bench: setup ## run the benchmarks in bench/ and print their figures (about 15 minutes)
+bench: setup ## run the benchmarks in bench/ and print their figures (about 40 minutes)
 	@for name in $(BENCHMARKS); do echo "==> bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
 clean: ## remove .venv, .tools and the run folder .run (stop the stack first)

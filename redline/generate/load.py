@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from redline import safe_yaml, topology
 from redline.generate import model, schema
+from redline.generate.model import clip
 from redline.paths import THRESHOLDS
 
 SETTINGS_FILE = "redline.yml"  # the file whose `settings:` every renderer reads
@@ -29,6 +30,7 @@ class CatalogueError(Exception):
     """Bad catalogue input; the message names the file, the entry and the field."""
 
     def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        entry, field_name, problem = clip(entry, 80), clip(field_name, 120), clip(problem, 300)
         self.file, self.entry, self.field, self.problem = file, entry, field_name, problem
         super().__init__(f"{file}: entry {entry!r}: field {field_name!r}: {problem}")
 
@@ -77,7 +79,7 @@ def validation_error(file: str, data: Any, err: ValidationError) -> CatalogueErr
     first = err.errors(include_url=False)[0]
     loc = list(first["loc"])
     if first["type"] == "catalogue":
-        loc += first["ctx"]["field"].split(".")
+        loc += [int(part) if part.isdigit() else part for part in first["ctx"]["field"].split(".")]
     entry, rest = _entry_of(data, loc)
     return CatalogueError(file, entry, _field_text(rest) or "(entry)", _problem(first, loc))
 
@@ -176,6 +178,7 @@ def system(file: str, document: schema.SystemFile) -> model.System:
         thresholds=[level for entry in document.thresholds for level in _threshold(file, document, entry)],
         slos=[_slo(file, document, entry) for entry in document.slos],
         test_targets=tuple(tuple(sorted(t.items())) for t in topology.test_targets(sid)),
+        external_metrics=tuple(document.external_metrics),
     )
 
 

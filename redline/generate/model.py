@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from redline.generate.promql import PromqlNameError, metric_names
+
 SEVERITIES = ("critical", "warning", "info")  # most severe first
 OPERATORS = (">", ">=", "<", "<=")
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
@@ -49,6 +51,11 @@ def format_duration(seconds: int) -> str:
 def format_le(value: float) -> str:
     """A histogram bucket bound as Prometheus 3 normalises the `le` label ('0.1', '1.0', '10.0')."""
     return repr(float(value))
+
+
+def clip(text: str, limit: int) -> str:
+    """The text cut to `limit` characters, marked with '...' where cut (error messages stay readable)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_number(value: float) -> str:
@@ -224,6 +231,7 @@ class System:
     thresholds: list[Threshold]
     slos: list[Slo]
     test_targets: tuple[tuple[tuple[str, str], ...], ...] = ()
+    external_metrics: tuple[str, ...] = ()  # read by its queries, published outside redline's contracts
 
     def entries(self) -> list[Threshold | Slo]:
         """Every threshold level and SLO, in file order."""
@@ -260,6 +268,11 @@ class Catalogue:
                     return metric
         raise KeyError(name)
 
+    def metrics(self) -> Iterator[MetricSpec]:
+        """Every contract metric of every system."""
+        for system in self.systems:
+            yield from system.metrics
+
     def thresholds(self) -> Iterator[Threshold]:
         for system in self.systems:
             yield from system.thresholds
@@ -269,12 +282,21 @@ class Catalogue:
             yield from system.slos
 
 
+SERIES_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+
+
+def series_names(metric: MetricSpec) -> list[str]:
+    """The series names a metric is read by: its name, and a histogram's or summary's suffixed series."""
+    return [metric.name, *(metric.name + suffix for suffix in SERIES_SUFFIXES.get(metric.type, ()))]
+
+
 def reads_metric(query: str, metric: MetricSpec) -> bool:
-    """True when a PromQL query names the metric (a histogram: one of its _bucket/_sum/_count series)."""
-    names = [metric.name]
-    if metric.type == "histogram":
-        names += [metric.name + suffix for suffix in ("_bucket", "_sum", "_count")]
-    return any(re.search(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:])", query) for name in names)
+    """True when a PromQL query reads the metric (a histogram: one of its _bucket/_sum/_count series)."""
+    try:
+        read = set(metric_names(query))
+    except PromqlNameError:
+        return False  # redline.generate.validate refuses such a query
+    return any(name in read for name in series_names(metric))
 
 
 def with_for_override(catalogue: Catalogue, duration: str) -> Catalogue:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,12 +20,14 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import yaml
+from supervisor.xmlrpc import SupervisorTransport
 
 from redline import topology
 from redline.demo.cli import control_request
@@ -170,6 +173,38 @@ class Sandbox:
             print(f"sandbox run folder kept for inspection: {self.run_dir}", file=sys.stderr)
         else:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _supervisor(self) -> Any:
+        """supervisord's XML-RPC interface (the runner's unix socket in the run folder)."""
+        transport = SupervisorTransport(None, None, f"unix://{self.run_dir / 'supervisor.sock'}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def crash(self, service: str, timeout: float = 10.0) -> float:
+        """SIGKILL one of the runner's services and keep it down; returns the wall-clock time it froze.
+
+        A crash: no graceful leave (an Alertmanager peer does not tell the gossip mesh it goes). The
+        process is frozen with SIGSTOP first, so it does nothing from that instant on and the TERM of the
+        stop that follows stays pending; the stop makes supervisord see a stop, not a crash to restart.
+        """
+        supervisor = self._supervisor()
+        pid = supervisor.getProcessInfo(service)["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        frozen_at = time.time()
+        supervisor.stopProcess(service, False)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while supervisor.getProcessInfo(service)["statename"] != "STOPPED":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service} still not down {timeout:.0f}s after SIGKILL")
+            time.sleep(0.05)
+        return frozen_at
+
+    def start(self, service: str) -> None:
+        """Start a service stopped by crash() again (supervisord waits for it to stay up 1 s); a service
+        that runs is left alone."""
+        supervisor = self._supervisor()
+        if supervisor.getProcessInfo(service)["statename"] != "RUNNING":
+            supervisor.startProcess(service, True)
 
     def fault(self, system: str, fault: str, active: bool = True) -> None:
         """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""

@@ -22,6 +22,7 @@ from redline.generate.model import (
     System,
     Threshold,
     breaches,
+    clip,
     format_duration,
     format_number,
     parse_duration,
@@ -45,8 +46,11 @@ class FixtureError(RenderError):
     """A fixture cannot produce a deterministic test; names file, entry and field like CatalogueError."""
 
     def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        entry, field_name = clip(entry, 80), clip(field_name, 120)
         prefix = f"{file}: entry {entry!r}: field {field_name!r}: "
-        super().__init__(problem if problem.startswith(prefix) else prefix + problem)
+        problem = clip(problem.removeprefix(prefix), 300)
+        self.file, self.entry, self.field, self.problem = file, entry, field_name, problem
+        super().__init__(prefix + problem)
 
 
 def _state(level: Threshold, t: int, v1: float, v2: float, p: int, settle: int) -> bool | None:

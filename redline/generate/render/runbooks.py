@@ -1,4 +1,9 @@
-"""Render docs/runbooks/<system>.md (one section per alert) and docs/runbooks/README.md (the index)."""
+"""Render docs/runbooks/<system>.md (one section per alert) and docs/runbooks/README.md (the index).
+
+Catalogue text goes in through redline.generate.markdown: one paragraph each, no raw HTML (`<script>`
+shows as text), sources and queries in code spans and fences they cannot close; the schema has already
+refused links other than http(s) and relative ones.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,17 @@ from redline.generate.conventions import (
     tiers_by_severity,
 )
 from redline.generate.humanize import format_value, humanize_percentage
+from redline.generate.markdown import code_fence, code_span, inline, link_text
 from redline.generate.model import Catalogue, Runbook, Slo, System, Threshold
 from redline.generate.render.common import markdown_header
 
 
 def _common(runbook: Runbook) -> list[str]:
     lines = ["**Likely causes**", ""]
-    lines += [f"- {cause}" for cause in runbook.causes]
+    lines += [f"- {inline(cause)}" for cause in runbook.causes]
     lines += ["", "**First steps**", ""]
-    lines += [f"{number}. {action}" for number, action in enumerate(runbook.actions, start=1)]
-    lines += ["", f"**Escalation**: {runbook.escalation}", ""]
+    lines += [f"{number}. {inline(action)}" for number, action in enumerate(runbook.actions, start=1)]
+    lines += ["", f"**Escalation**: {inline(runbook.escalation)}", ""]
     return lines
 
 
@@ -30,27 +36,25 @@ def threshold_section(catalogue: Catalogue, levels: list[Threshold]) -> list[str
     lines = [
         f"## {first.alert_name}",
         "",
-        f"_{first.summary}._",
+        f"_{inline(first.summary)}._",
         "",
-        f"**What it means**: {first.runbook.meaning}",
+        f"**What it means**: {inline(first.runbook.meaning)}",
         "",
         "**Threshold**",
         "",
     ]
     for level in levels:
         lines.append(
-            f"- `{level.severity}` when {_lower_first(first.measures)} is {SIDE_WORDS[level.operator]} "
-            f"**{format_value(level.unit, level.value)}** for {level.for_} "
+            f"- `{level.severity}` when {inline(_lower_first(first.measures))} is "
+            f"{SIDE_WORDS[level.operator]} **{format_value(level.unit, level.value)}** for {level.for_} "
             f"(target: {target_phrase(level)}). "
-            f'Source `{level.source}`: "{level.quote}"'
+            f'Source {code_span(level.source)}: "{inline(level.quote)}"'
         )
     lines += [
         "",
         "**Signal** (PromQL; the alert fires while this condition holds):",
         "",
-        "```promql",
-        first.expr if len(levels) == 1 else first.signal,
-        "```",
+        *code_fence(first.expr if len(levels) == 1 else first.signal, "promql"),
         "",
     ]
     if first.record:
@@ -68,12 +72,13 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
     lines = [
         f"## {slo.alert_name}",
         "",
-        f"_{slo.summary}._",
+        f"_{inline(slo.summary)}._",
         "",
-        f"**What it means**: {slo.runbook.meaning}",
+        f"**What it means**: {inline(slo.runbook.meaning)}",
         "",
         f"**Objective**: {humanize_percentage(slo.objective)} over {slo.period} "
-        f'(error budget {humanize_percentage(slo.error_budget)}). Source `{slo.source}`: "{slo.quote}"',
+        f"(error budget {humanize_percentage(slo.error_budget)}). "
+        f'Source {code_span(slo.source)}: "{inline(slo.quote)}"',
         "",
         "**Burn-rate alerts** (both windows of a row must burn faster than the factor times the budget):",
         "",
@@ -93,9 +98,7 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
         f'`{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
         f" and {slo.period}; budget left in `slo:error_budget_remaining:ratio`):",
         "",
-        "```promql",
-        slo.error_ratio_for("5m"),
-        "```",
+        *code_fence(slo.error_ratio_for("5m"), "promql"),
         "",
         f"**Dashboard**: {dashboard_url(catalogue.settings, slo.system, slo.id)}",
         "",
@@ -107,9 +110,9 @@ def render_system_runbook(catalogue: Catalogue, system: System) -> str:
     lines = [
         markdown_header([f"thresholds/{system.file}"]),
         "",
-        f"# Runbook: {system.name}",
+        f"# Runbook: {inline(system.name)}",
         "",
-        f'Alerts of `system="{system.id}"`, from the handover `{system.source}`. '
+        f'Alerts of `system="{system.id}"`, from the handover {code_span(system.source)}. '
         "Each section: what the alert",
         "means, its threshold and the quoted source line, likely causes, first steps and escalation.",
         "",
@@ -140,7 +143,7 @@ def render_index(catalogue: Catalogue) -> str:
         "",
     ]
     for system in catalogue.systems:
-        lines += [f"## [{system.name}]({system.id}.md)", ""]
+        lines += [f"## [{link_text(system.name)}]({system.id}.md)", ""]
         for alert_name in system.alert_names():
             lines.append(f"- [{alert_name}]({system.id}.md#{runbook_anchor(alert_name)})")
         lines.append("")
