@@ -40,6 +40,11 @@ SCHEMA = (
         starts_at DOUBLE PRECISION, author TEXT NOT NULL, detail TEXT NOT NULL)""",
 )
 ACTION_KINDS = ("ack", "silence", "expire")
+# The alerts of the notifications received in a window [?, ?).
+IN_WINDOW = (
+    " FROM alert_events e JOIN notifications n ON n.id = e.notification_id"
+    " WHERE n.received_at >= ? AND n.received_at < ?"
+)
 
 
 class LedgerError(ValueError):
@@ -205,12 +210,8 @@ class Ledger:
 
     def episodes(self, since: float, until: float) -> list[Episode]:
         """Every episode with a notification received in [since, until), oldest first."""
-        events = self._rows(
-            "SELECT e.fingerprint, e.alertname, e.labels, e.status, e.starts_at, e.ends_at, n.receiver"
-            " FROM alert_events e JOIN notifications n ON n.id = e.notification_id"
-            " WHERE n.received_at >= ? AND n.received_at < ? ORDER BY n.received_at",
-            (since, until),
-        )
+        columns = "e.fingerprint, e.alertname, e.labels, e.status, e.starts_at, e.ends_at, n.receiver"
+        events = self._rows(f"SELECT {columns}{IN_WINDOW} ORDER BY n.received_at", (since, until))
         acted = {(fp, start) for fp, start in self._rows("SELECT fingerprint, starts_at FROM actions")}
         acted_any = {fp for fp, start in acted if start is None}
         episodes: dict[tuple[str, float], Episode] = {}
@@ -229,12 +230,8 @@ class Ledger:
 
     def figures(self, since: float, until: float) -> list[AlertFigures]:
         """Per alert name: pages, tickets, episodes, flapping, time to resolve; noisiest first."""
-        notified = self._rows(
-            "SELECT DISTINCT n.id, n.receiver, n.received_at, e.alertname FROM alert_events e"
-            " JOIN notifications n ON n.id = e.notification_id"
-            " WHERE e.status = 'firing' AND n.received_at >= ? AND n.received_at < ?",
-            (since, until),
-        )
+        columns = "DISTINCT n.id, n.receiver, n.received_at, e.alertname"
+        notified = self._rows(f"SELECT {columns}{IN_WINDOW} AND e.status = 'firing'", (since, until))
         by_alert: dict[str, AlertFigures] = {}
         episodes = self.episodes(since, until)
         for episode in episodes:
