@@ -20,7 +20,14 @@ from redline.paths import ROOT
 PACKAGE = ROOT / "redline"
 # Bottom first. A module may import modules of its own layer or a lower one; the longest prefix decides.
 LAYERS: list[tuple[str, ...]] = [
-    ("redline.paths", "redline.topology", "redline.safe_yaml", "redline.tools", "redline.argtypes"),
+    (
+        "redline.paths",
+        "redline.topology",
+        "redline.safe_yaml",
+        "redline.tools",
+        "redline.argtypes",
+        "redline.checks",
+    ),
     ("redline.generate.model", "redline.generate.humanize", "redline.telemetry"),
     ("redline.generate.conventions", "redline.exporters", "redline.receivers"),
     ("redline.generate.alerts", "redline.demo"),
