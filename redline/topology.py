@@ -35,6 +35,7 @@ class Job:
     comment: str
     interval: str | None = None  # None: the global scrape_interval of prometheus.yml
     file: str = ""  # target file stem; default the job name
+    auth: bool = False  # its targets need the stack's basic auth (redline/credentials.py)
 
     @property
     def target_file(self) -> str:
@@ -68,9 +69,9 @@ class Endpoint:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("prometheus", "The stack itself."),
-    Job("alertmanager", "", file="alertmanager-metrics"),
-    Job("vmagent", ""),
+    Job("prometheus", "The stack itself: behind basic auth, like the probes' blackbox_exporter.", auth=True),
+    Job("alertmanager", "", file="alertmanager-metrics", auth=True),
+    Job("vmagent", "", auth=True),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
     Job("node", ""),
     Job("gamebook", "The monitored systems (the demo simulates them locally).", interval="1s"),
@@ -85,6 +86,7 @@ JOBS: tuple[Job, ...] = (
         "__blackbox_address__ names the exporter that probes it.",
         interval="1s",
         file="probes",
+        auth=True,
     ),
 )
 

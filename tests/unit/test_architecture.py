@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "redline.safe_yaml",
         "redline.tools",
         "redline.argtypes",
+        "redline.credentials",
         "redline.checks",
     ),
     ("redline.generate.model", "redline.generate.humanize", "redline.telemetry"),
