@@ -144,7 +144,3 @@ class Credentials:
     def web_headers(self) -> dict[str, str]:
         """Headers for Prometheus, Alertmanager, blackbox_exporter and vmagent; {} without a password."""
         return {"Authorization": basic_auth(USER, self.web_password)} if self.exists() else {}
-
-    def token_headers(self, name: str) -> dict[str, str]:
-        """`Authorization: Bearer` with the token of `name` (PAGER_SINK_TOKEN_FILE, DEMO_TOKEN_FILE)."""
-        return {"Authorization": f"Bearer {read_secret(self.path(name))}"}

@@ -280,8 +280,8 @@ def _unrouted_pages(alertmanager_yml: Path, rules: list[dict[str, Any]]) -> list
         if not any(_integrations(receivers.get(receiver)) for receiver in names):
             silent.setdefault(",".join(names), []).append(name)
     return [
-        f'alertmanager.yml: {len(alerts)} page(s) would reach only receiver "{receiver}", which has no '
-        f"integration: {', '.join(alerts[:4])}{', ...' if len(alerts) > 4 else ''}"
+        f"alertmanager.yml: {len(alerts)} alert(s) that must notify would reach only receiver "
+        f'"{receiver}", which has no integration: {", ".join(alerts[:4])}{", ..." if len(alerts) > 4 else ""}'
         for receiver, alerts in silent.items()
     ]
 

@@ -120,9 +120,9 @@ def test_each_service_connects_with_only_the_privileges_it_needs() -> None:
         assert owners == ("redline_demo", "redline_demo")
         # The job exporter reads the job table and can do nothing else with it (docs/job-exporter.md).
         with connect(stack, PG_DEMO) as demo:
-            demo.execute("INSERT INTO jobs (kind) VALUES ('import')")
+            demo.execute("INSERT INTO jobs (kind) VALUES ('role-test')")
         with connect(stack, PG_JOB_EXPORTER) as reader:
-            assert reader.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+            assert reader.execute("SELECT count(*) FROM jobs WHERE kind = 'role-test'").fetchone() == (1,)
             for statement in (
                 "INSERT INTO jobs (kind) VALUES ('forged')",
                 "UPDATE jobs SET state = 'failed'",

@@ -399,7 +399,9 @@ def _no_alertmanager(repo: Path) -> None:
 NO_RULES = "prometheus.yml: rule_files selects no rule file: no alert would ever fire"
 NO_AM = "prometheus.yml: alerting.alertmanagers lists no Alertmanager"
 NO_WATCHDOG = 'rules: no alerting rule has the label watchdog="true" (the Watchdog)'
-CRITICAL_NULL = 'page(s) would reach only receiver "null", which has no integration: severity=critical'
+CRITICAL_NULL = (
+    'alert(s) that must notify would reach only receiver "null", which has no integration: severity=critical'
+)
 BAD_CHANGES = {
     "empty-prometheus-yml": (_empty_prometheus_yml, [NO_RULES, NO_AM, NO_WATCHDOG]),
     "rule-files-empty": (_no_rule_files, [NO_RULES, NO_WATCHDOG]),

@@ -66,8 +66,6 @@ def test_headers_for_the_stack_come_from_the_run_folder(tmp_path: Path) -> None:
     assert not creds.exists() and creds.web_headers() == {}  # a stack without auth (tests' own processes)
     password = credentials.ensure_secret(creds.path(credentials.WEB_PASSWORD_FILE), make_folder=True)
     assert creds.web_headers() == {"Authorization": basic("redline", password)}
-    token = credentials.ensure_secret(creds.path(credentials.DEMO_TOKEN_FILE))
-    assert creds.token_headers(credentials.DEMO_TOKEN_FILE) == {"Authorization": f"Bearer {token}"}
     client = yaml.safe_load(credentials.http_client_config(creds.path(credentials.WEB_PASSWORD_FILE)))
     assert client == {
         "basic_auth": {"username": "redline", "password_file": str(tmp_path / "secrets" / "web-password")}
