@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("redline.stack.runner", "start the native stack (127.0.0.1) and print its status table"),
     "down": ("redline.stack.runner", "stop the native stack"),
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
+    "secrets": (
+        "redline.stack.runner",
+        "create the run folder's credentials without starting anything (docker compose reads them)",
+    ),
     "generate": ("redline.generate.cli", "render the catalogue into rules, tests, runbooks, dashboards"),
     "check": ("redline.generate.cli", "fail when generated files differ from what the catalogue renders"),
     "exporter": ("redline.exporters.cli", "run an exporter: 'host' (host, processes) or 'jobs' (job queue)"),
@@ -28,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Subcommands that share a module get their own name passed as the first argument.
-SHARED_MODULE = {"up", "down", "status", "generate", "check", "reload", "rollback"}
+SHARED_MODULE = {"up", "down", "status", "secrets", "generate", "check", "reload", "rollback"}
 
 
 def _parser() -> argparse.ArgumentParser:

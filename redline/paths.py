@@ -16,9 +16,12 @@ ALERTMANAGER = ROOT / "alertmanager"
 GRAFANA = ROOT / "grafana"
 
 
+RUN_DIR_ENV = "REDLINE_RUN_DIR"
+
+
 def run_dir() -> Path:
     """The native stack's run folder: $REDLINE_RUN_DIR, else .run/ in the checkout."""
-    return Path(os.environ.get("REDLINE_RUN_DIR") or ROOT / ".run")
+    return Path(os.environ.get(RUN_DIR_ENV) or ROOT / ".run")
 
 
 def ledger_url(run: Path | None = None) -> str:

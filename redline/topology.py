@@ -36,6 +36,7 @@ class Job:
     interval: str | None = None  # None: the global scrape_interval of prometheus.yml
     file: str = ""  # target file stem; default the job name
     serves: str | None = None  # the system whose own services this job scrapes (inventory entries land here)
+    auth: bool = False  # its targets need the stack's basic auth (redline/credentials.py)
 
     @property
     def target_file(self) -> str:
@@ -69,9 +70,9 @@ class Endpoint:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("prometheus", "The stack itself."),
-    Job("alertmanager", "", file="alertmanager-metrics"),
-    Job("vmagent", ""),
+    Job("prometheus", "The stack itself: behind basic auth, like the probes' blackbox_exporter.", auth=True),
+    Job("alertmanager", "", file="alertmanager-metrics", auth=True),
+    Job("vmagent", "", auth=True),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
     Job("node", "", serves="host"),
     Job(
@@ -91,6 +92,7 @@ JOBS: tuple[Job, ...] = (
         "__blackbox_address__ names the exporter that probes it.",
         interval="1s",
         file="probes",
+        auth=True,
     ),
 )
 

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
-from redline.stack.rundir import ensure_database, prepare_run_dir, supervisor_conf
+from redline import credentials
+from redline.paths import ALERTMANAGER, PROMETHEUS, run_dir
+from redline.stack.rundir import ensure_database, prepare_run_dir, prepare_secrets, supervisor_conf
 from redline.stack.services import SERVICE_NAMES, SERVICES, Context, Service, StackError, pg_dsn
 
 READY_TIMEOUT_S = 60.0
@@ -80,8 +81,10 @@ def _is_ready(ctx: Context, service: Service) -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
         return False
+    headers = credentials.Credentials(ctx.run_dir).web_headers() if service.auth else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{service.ready_path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{service.ready_path}", timeout=2) as resp:
+        with urllib.request.urlopen(request, timeout=2) as resp:
             return bool(resp.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -128,7 +131,7 @@ def up(ctx: Context, only: list[str] | None) -> int:
                 )
     prepare_run_dir(ctx, services)
     conf = ctx.path("supervisord.conf")
-    conf.write_text(supervisor_conf(ctx, services))
+    credentials.write_private(conf, supervisor_conf(ctx, services))  # Grafana's environment has a secret
     print(f"==> starting {len(services)} services (run folder {ctx.run_dir})", flush=True)
     started = time.monotonic()
     result = subprocess.run(
@@ -216,6 +219,15 @@ def _shutdown(ctx: Context, timeout: float = 30.0) -> bool:
     return True
 
 
+def make_secrets(ctx: Context) -> int:
+    """`redline secrets`: the run folder's credentials without starting anything (docker compose)."""
+    created = prepare_secrets(ctx)
+    for path in created:
+        print(f"redline secrets: created {path}")
+    print(f"redline secrets: credentials in {ctx.path('secrets')} (docker compose reads them from there)")
+    return 0
+
+
 def down(ctx: Context) -> int:
     if not _shutdown(ctx):
         print(f"redline: the stack is not running (run folder {ctx.run_dir})")
@@ -235,15 +247,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog=f"redline {argv[0] if argv else 'up'}",
         description="Run redline's native stack on 127.0.0.1 with the repository's configs. "
-        "'up' starts it and prints a status table, 'status' shows it, 'down' stops it. "
+        "'up' starts it and prints a status table, 'status' shows it, 'down' stops it, 'secrets' creates "
+        "the run folder's credentials (as 'up' does on its first start) for docker compose. "
         "Ports: redline/topology.py, overridable with REDLINE_PORT_<NAME> "
         "(e.g. REDLINE_PORT_PROMETHEUS=19090).",
     )
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "secrets"])
     parser.add_argument(
         "--run-dir",
         type=Path,
-        default=Path(os.environ.get("REDLINE_RUN_DIR", ROOT / ".run")),
+        default=run_dir(),
         help="folder for data, logs and generated files (default .run/, or REDLINE_RUN_DIR)",
     )
     parser.add_argument("--only", help="comma-separated services to start (default: all available)")
@@ -303,6 +316,8 @@ def main(argv: list[str]) -> int:
             return code
         if args.action == "status":
             return status(ctx)
+        if args.action == "secrets":
+            return make_secrets(ctx)
         return down(ctx)
     except KeyboardInterrupt:
         print("\n==> interrupted; stopping the stack", flush=True)

@@ -11,14 +11,27 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from redline import credentials
 from redline.testing.processes import free_port, running, tool
 
 
 @contextlib.contextmanager
-def _serving(cmd: list[str], port: int, ready_path: str, log: Path) -> Iterator[str]:
+def _serving(
+    cmd: list[str], port: int, ready_path: str, log: Path, headers: dict[str, str] | None = None
+) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
-    with running(cmd, ready_url=url + ready_path, log=log):
+    with running(cmd, ready_url=url + ready_path, log=log, headers=headers):
         yield url
+
+
+def stack_password(config: Path, password: str = "test-only-password") -> Path:
+    """Write the password file the repository's prometheus.yml reads (../secrets/web-password beside the
+    config's folder). A test Prometheus scraping components without basic auth sends it unchecked, but a
+    missing file fails every scrape and alert that uses it."""
+    path = config.parent.parent / credentials.SECRETS / credentials.WEB_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    credentials.write_private(path, password)
+    return path
 
 
 def prometheus(
@@ -28,13 +41,15 @@ def prometheus(
     port: int | None = None,
     name: str = "prometheus",
     tsdb: Path | None = None,
+    headers: dict[str, str] | None = None,
 ) -> contextlib.AbstractContextManager[str]:
     """Prometheus with `config`, its log (and TSDB, unless given) under `folder` named after `name`,
-    accepting remote write; yields its base URL once /-/ready answers."""
+    accepting remote write; yields its base URL once /-/ready answers (to `headers`: with a
+    --web.config.file in `flags`, its basic auth)."""
     port = port or free_port()
     cmd = [tool("prometheus"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
     cmd += [f"--storage.tsdb.path={tsdb or folder / (name + '-tsdb')}", "--web.enable-remote-write-receiver"]
-    return _serving([*cmd, *flags], port, "/-/ready", folder / f"{name}.log")
+    return _serving([*cmd, *flags], port, "/-/ready", folder / f"{name}.log", headers)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ It runs the real `redline up` / `redline down` in a temporary run folder, with e
 on 127.0.0.1 (REDLINE_PORT_<NAME>), optionally with rules rendered by `redline generate --for-override`
 and an Alertmanager configuration with shorter group timers, and gives a test or a benchmark what it
 needs: URLs, fault injection through the demo's control endpoint, Prometheus and Alertmanager queries,
-and the pager-sink's notifications.
+and the pager-sink's notifications, each with the run folder's credentials (redline/credentials.py), as
+redline's own commands use them.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any
 import yaml
 from supervisor.xmlrpc import SupervisorTransport
 
-from redline import topology
+from redline import credentials, topology
 from redline.demo.cli import control_request
 from redline.generate.model import parse_duration
-from redline.paths import ROOT
+from redline.paths import ROOT, RUN_DIR_ENV
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 
@@ -112,8 +113,10 @@ class Sandbox:
         self.ha = ha
         self.only = only
         self.run_dir = Path(tempfile.mkdtemp(prefix="redline-sandbox-"))
+        self.credentials = credentials.Credentials(self.run_dir)
         self.up_output = ""
-        self.env: dict[str, str] = {}
+        # Every `redline` command run through redline() uses this run folder (and its credentials).
+        self.env: dict[str, str] = {RUN_DIR_ENV: str(self.run_dir)}
         taken: set[int] = set()
         for row in topology.ENDPOINTS:
             port = _free_port_pair(taken)
@@ -122,6 +125,11 @@ class Sandbox:
 
     def port(self, name: str) -> int:
         return topology.port(name, self.env)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The basic auth that Prometheus, Alertmanager, blackbox_exporter and vmagent require."""
+        return self.credentials.web_headers()
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
@@ -209,15 +217,18 @@ class Sandbox:
     def fault(self, system: str, fault: str, active: bool = True) -> None:
         """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
         query = urllib.parse.urlencode({"system": system, "fault": fault})
+        token = credentials.read_secret(self.credentials.path(credentials.DEMO_TOKEN_FILE))
         status, body = control_request(
-            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}"
+            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}", token
         )
         if status != 200:
             error = body.get("error", body) if isinstance(body, dict) else body
             raise RuntimeError(f"fault {system} {fault}: HTTP {status}: {error}")
 
     def _get_json(self, url: str) -> Any:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        """GET with the stack's basic auth (Prometheus and Alertmanager answer nothing without it)."""
+        request = urllib.request.Request(url, headers=self.auth)
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return json.load(resp)
 
     def query(self, expr: str) -> list[dict[str, Any]]:

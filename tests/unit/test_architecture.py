@@ -20,7 +20,15 @@ from redline.paths import ROOT
 PACKAGE = ROOT / "redline"
 # Bottom first. A module may import modules of its own layer or a lower one; the longest prefix decides.
 LAYERS: list[tuple[str, ...]] = [
-    ("redline.paths", "redline.topology", "redline.safe_yaml", "redline.tools", "redline.argtypes"),
+    (
+        "redline.paths",
+        "redline.topology",
+        "redline.safe_yaml",
+        "redline.tools",
+        "redline.argtypes",
+        "redline.credentials",
+        "redline.checks",
+    ),
     (
         "redline.generate.model",
         "redline.generate.promql",
