@@ -26,8 +26,8 @@ NOTIFIER = PEERS[0]
 WAIT_FOR_TURNS = 2 * parse_duration(AM_PEER_TIMEOUT) + 3.0  # am-3 sends 4 s after am-1 would have
 
 
-def post_alert(url: str, labels: dict[str, str]) -> None:
-    """POST one firing alert to an Alertmanager's API, as Prometheus sends it."""
+def post_alert(url: str, labels: dict[str, str], auth: dict[str, str]) -> None:
+    """POST one firing alert to an Alertmanager's API, as Prometheus sends it (with the stack's auth)."""
     now = dt.datetime.now(dt.UTC)
     alert = {
         "labels": labels,
@@ -38,7 +38,7 @@ def post_alert(url: str, labels: dict[str, str]) -> None:
     request = urllib.request.Request(
         f"{url}/api/v2/alerts",
         data=json.dumps([alert]).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=5) as resp:
@@ -48,7 +48,9 @@ def post_alert(url: str, labels: dict[str, str]) -> None:
 
 def post_to_all(sandbox: Sandbox, labels: dict[str, str]) -> float:
     """Post the alert to the three peers concurrently; returns the wall-clock time of the posts."""
-    threads = [threading.Thread(target=post_alert, args=(sandbox.url(s), labels)) for s in PEERS]
+    threads = [
+        threading.Thread(target=post_alert, args=(sandbox.url(s), labels, sandbox.auth)) for s in PEERS
+    ]
     posted = time.time()
     for thread in threads:
         thread.start()
@@ -60,8 +62,7 @@ def post_to_all(sandbox: Sandbox, labels: dict[str, str]) -> float:
 def settled(sandbox: Sandbox) -> bool:
     """Every peer answers, counts three members and reports its gossip settled ('ready')."""
     for service in PEERS:
-        with urllib.request.urlopen(f"{sandbox.url(service)}/api/v2/status", timeout=2) as resp:
-            cluster = json.load(resp)["cluster"]
+        cluster = sandbox.get_json(f"{sandbox.url(service)}/api/v2/status")["cluster"]
         if cluster["status"] != "ready" or len(cluster["peers"]) != 3:
             return False
     return True

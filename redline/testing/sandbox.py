@@ -225,7 +225,7 @@ class Sandbox:
             error = body.get("error", body) if isinstance(body, dict) else body
             raise RuntimeError(f"fault {system} {fault}: HTTP {status}: {error}")
 
-    def _get_json(self, url: str) -> Any:
+    def get_json(self, url: str) -> Any:
         """GET with the stack's basic auth (Prometheus and Alertmanager answer nothing without it)."""
         request = urllib.request.Request(url, headers=self.auth)
         with urllib.request.urlopen(request, timeout=10) as resp:
@@ -234,11 +234,11 @@ class Sandbox:
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query against the sandbox's Prometheus."""
         url = f"{self.url('prometheus')}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        return list(self._get_json(url)["data"]["result"])
+        return list(self.get_json(url)["data"]["result"])
 
     def alertmanager_alerts(self) -> list[dict[str, Any]]:
         """Every alert the (first) Alertmanager holds, with its status (active, suppressed...)."""
-        return list(self._get_json(f"{self.url('alertmanager')}/api/v2/alerts"))
+        return list(self.get_json(f"{self.url('alertmanager')}/api/v2/alerts"))
 
     def notifications(self) -> list[dict[str, Any]]:
         """Everything the pager-sink has received, oldest first."""
