@@ -43,7 +43,11 @@ System = Literal[MONITORED]  # type: ignore[valid-type]
 
 
 class InventoryError(ValueError):
-    """Bad inventory input: one line naming the file, the entry and the field."""
+    """Bad inventory input: one line naming the file and the field."""
+
+    def __init__(self, file: str, field: str, problem: str) -> None:
+        super().__init__(f"{file}: {field}: {problem}")
+        self.file, self.field, self.problem = file, field, problem
 
 
 class _Strict(BaseModel):
@@ -125,14 +129,14 @@ def load(path: Path | None = None) -> Inventory:
     try:
         data = safe_yaml.load_file(path)
     except safe_yaml.YamlInputError as err:
-        raise InventoryError(str(err)) from None
+        raise InventoryError(err.name, "(file)", err.problem) from None
     try:
         return Inventory.model_validate(data if data is not None else {})
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"] if part != "[key]") or "(file)"
         message = first["msg"].removeprefix("Value error, ")
-        raise InventoryError(f"{path.name}: {where}: {message}, got {_short(first.get('input'))}") from None
+        raise InventoryError(path.name, where, f"{message}, got {_short(first.get('input'))}") from None
 
 
 def _short(value: Any) -> str:

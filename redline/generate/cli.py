@@ -44,6 +44,13 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--catalogue", type=Path, default=None, help="catalogue folder (default: thresholds/)"
     )
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        default=None,
+        help="the real services (default: inventory.yml of the checkout; without it, the demo): the "
+        "compose target files and the alert links",
+    )
     if command == "generate":
         parser.add_argument("--out", type=Path, default=ROOT, help="output root (default: the repository)")
         parser.add_argument(
@@ -58,17 +65,19 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def build(catalogue_dir: Path | None) -> Catalogue:
+def build(catalogue_dir: Path | None, inventory_path: Path | None = None) -> Catalogue:
     """Load and check the catalogue: schema, cross-entry rules, PromQL. Raises CatalogueError."""
-    catalogue = load_catalogue(catalogue_dir)
+    catalogue = load_catalogue(catalogue_dir, inventory_path)
     validate(catalogue)
     check_promql(catalogue)
     return catalogue
 
 
-def render_files(catalogue_dir: Path | None, for_override: str | None = None) -> dict[str, str]:
+def render_files(
+    catalogue_dir: Path | None, for_override: str | None = None, inventory_path: Path | None = None
+) -> dict[str, str]:
     """The whole pipeline in memory; raises CatalogueError / RenderError. Nothing is written."""
-    catalogue = build(catalogue_dir)
+    catalogue = build(catalogue_dir, inventory_path)
     if for_override is not None:
         catalogue = with_for_override(catalogue, for_override)
     return render_all(catalogue)
@@ -113,7 +122,7 @@ def main(argv: list[str]) -> int:
             print(f"redline generate: --for-override: {err}", file=sys.stderr)
             return EXIT_INVALID
     try:
-        files = render_files(args.catalogue, for_override)
+        files = render_files(args.catalogue, for_override, args.inventory)
     except (CatalogueError, RenderError) as err:
         print(f"redline {command}: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from redline import safe_yaml, topology
+from redline import inventory, safe_yaml, topology
 from redline.generate import model, schema
 from redline.generate.model import clip
 from redline.paths import THRESHOLDS
@@ -35,8 +35,9 @@ class CatalogueError(Exception):
         super().__init__(f"{file}: entry {entry!r}: field {field_name!r}: {problem}")
 
 
-def load_catalogue(directory: Path | None = None) -> model.Catalogue:
-    """Load and check every `*.yml` of the catalogue folder (default: the repository's thresholds/)."""
+def load_catalogue(directory: Path | None = None, inventory_path: Path | None = None) -> model.Catalogue:
+    """Load and check every `*.yml` of the catalogue folder (default: the repository's thresholds/) and the
+    inventory (default inventory.yml of the checkout; none: the demo), whose links the alerts carry."""
     directory = Path(directory) if directory is not None else THRESHOLDS
     paths = sorted(directory.glob("*.yml"))
     if not paths:
@@ -56,7 +57,11 @@ def load_catalogue(directory: Path | None = None) -> model.Catalogue:
     settings = files["redline"].settings
     assert settings is not None
     systems = [system(f"{sid}.yml", files[sid]) for sid in topology.SYSTEMS if sid in files]
-    return model.Catalogue(systems=systems, settings=_settings(settings), directory=directory)
+    try:
+        services = inventory.load(inventory_path)
+    except inventory.InventoryError as err:
+        raise CatalogueError(err.file, "(inventory)", err.field, err.problem) from None
+    return model.Catalogue(systems, _settings(settings, services.links), directory, services)
 
 
 def read_file(path: Path) -> schema.SystemFile:
@@ -267,10 +272,11 @@ def _slo(file: str, document: schema.SystemFile, entry: schema.Slo) -> model.Slo
     )
 
 
-def _settings(settings: schema.Settings) -> model.Settings:
+def _settings(settings: schema.Settings, links: inventory.Links) -> model.Settings:
+    console = f"http://127.0.0.1:{topology.endpoint('console').port}"  # serves /d/<uid> and /runbooks
     return model.Settings(
-        grafana_url=settings.grafana_url.rstrip("/"),
-        runbook_base_url=settings.runbook_base_url.rstrip("/"),
+        grafana_url=(links.grafana_url or console).rstrip("/"),
+        runbook_base_url=(links.runbook_base_url or f"{console}/runbooks").rstrip("/"),
         burn_rates=tuple(
             model.BurnRate(t.severity, t.factor, t.long_window, t.short_window, t.for_)
             for t in settings.burn_rates

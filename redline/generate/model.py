@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redline.generate.promql import PromqlNameError, metric_names
+from redline.inventory import DEMO, Inventory
 
 SEVERITIES = ("critical", "warning", "info")  # most severe first
 OPERATORS = (">", ">=", "<", "<=")
@@ -253,6 +254,7 @@ class Catalogue:
     systems: list[System]
     settings: Settings
     directory: Path
+    inventory: Inventory = DEMO  # the real services (or the demo) the stack watches; links, targets
 
     def system(self, system_id: str) -> System:
         for system in self.systems:

@@ -294,8 +294,6 @@ class BurnRate(Strict):
 class Settings(Strict):
     """Stack-wide settings (redline.yml only)."""
 
-    grafana_url: str = Field(pattern=URL_PATTERN, description="base URL of dashboard links")
-    runbook_base_url: str = Field(pattern=URL_PATTERN, description="base URL of runbook links")
     burn_rates: list[BurnRate] = Field(min_length=1)
     test_interval: Duration = Field(description="sample interval of the generated promtool tests")
     test_settle: Duration = Field(description="time a signal needs after a change (its longest range)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from redline import credentials, tools, topology
-from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT
+from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
@@ -236,6 +236,26 @@ SERVICES: list[Service] = [
             f"--listen=127.0.0.1:{ctx.port('pager-sink')}",
             f"--out={ctx.path('pager-sink', 'notifications.jsonl')}",
             f"--token-file={ctx.secret(credentials.PAGER_SINK_TOKEN_FILE)}",
+            f"--ledger={ledger_url(ctx.run_dir)}",
+        ],
+        ready_path="/-/healthy",
+    ),
+    _redline(
+        "console",
+        "redline.console.cli",
+        lambda ctx: [
+            "console",
+            f"--listen=127.0.0.1:{ctx.port('console')}",
+            f"--prometheus={ctx.url('prometheus')}",
+            *[
+                f"--alertmanager={ctx.url(name)}"
+                for name in AM_PEER_NAMES
+                if ctx.ha or name == "alertmanager"
+            ],
+            f"--ledger={ledger_url(ctx.run_dir)}",
+            f"--web-config={ctx.secret(credentials.WEB_CONFIG)}",
+            f"--upstream-user={credentials.USER}",
+            f"--upstream-password-file={ctx.secret(credentials.WEB_PASSWORD_FILE)}",
         ],
         ready_path="/-/healthy",
     ),

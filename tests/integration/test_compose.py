@@ -268,8 +268,9 @@ def test_image_versions_equal_the_native_binaries() -> None:
     images = {name: service["image"] for name, service in services().items()}
     for name, image in images.items():
         repo, _, tag = image.rpartition(":")
-        if "build" in services()[name]:
-            assert image == "redline:local"
+        if "build" in services()[name]:  # built from the Dockerfile: its stage names the image
+            target = services()[name]["build"]["target"]
+            assert image == {"runtime": "redline:local", "console": "redline-console:local"}[target], name
             continue
         assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?", tag), f"{name}: image {image} is not pinned to a version"
         if repo in PINNED:
@@ -458,6 +459,10 @@ AUTHENTICATED = {
     "alertmanager-3": ["--web.config.file=/etc/secrets/web-config.yml"],
     "blackbox": ["--web.config.file=/etc/secrets/web-config.yml"],
     "pager-sink": ["--token-file=/etc/secrets/pager-sink-token"],
+    "console": [
+        "--web-config=/etc/secrets/web-config.yml",
+        "--upstream-password-file=/etc/secrets/web-password",
+    ],
     "demo": [
         "--control-token-file=/etc/secrets/demo-token",
         "--otlp-password-file=/etc/secrets/web-password",

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "redline.argtypes",
         "redline.credentials",
         "redline.checks",
+        "redline.inventory",
     ),
     (
         "redline.generate.model",

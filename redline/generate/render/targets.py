@@ -8,9 +8,10 @@ profile). A scrape job per topology job, with its interval.
 
 from __future__ import annotations
 
-from redline import credentials, topology
+from redline import credentials, inventory, topology
 from redline.generate.model import Catalogue
 from redline.generate.render.common import TOPOLOGY, header, yaml_dump
+from redline.inventory import Inventory
 
 PROMETHEUS_CONFIG = "prometheus/prometheus.yml"
 COMPOSE_TARGETS = "prometheus/targets/compose"
@@ -100,11 +101,16 @@ def _target_file(stem: str, groups: list[dict], profile: str) -> str:
     )
 
 
-def render_compose_targets() -> dict[str, str]:
-    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs."""
-    rows = [row for row in topology.ENDPOINTS if row.compose]
-    single = topology.target_files([row for row in rows if not row.ha_only], topology.compose_address)
-    ha = topology.target_files(rows, topology.compose_address)
+def render_compose_targets(services: Inventory) -> dict[str, str]:
+    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs: the stack's
+    own services, the demo's when the inventory runs it, and the inventory's real services."""
+    rows = [row for row in topology.ENDPOINTS if row.compose and (services.demo or row.service != "demo")]
+    prober = topology.compose_address(topology.endpoint(topology.PROBER))
+    real = inventory.target_files(services, prober)
+    single = inventory.merge(
+        topology.target_files([row for row in rows if not row.ha_only], topology.compose_address), real
+    )
+    ha = inventory.merge(topology.target_files(rows, topology.compose_address), real)
     files = {
         f"{COMPOSE_TARGETS}/{stem}.yml": _target_file(stem, groups, "default")
         for stem, groups in single.items()
@@ -116,5 +122,5 @@ def render_compose_targets() -> dict[str, str]:
 
 
 def render_targets(catalogue: Catalogue) -> dict[str, str]:
-    """Renderer: prometheus.yml and the compose target files (from the topology, not the catalogue)."""
-    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets()}
+    """Renderer: prometheus.yml (from the topology) and the compose target files (topology, inventory)."""
+    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets(catalogue.inventory)}
