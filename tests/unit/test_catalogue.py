@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 
+from redline import topology
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.conventions import dashboard_uid, dashboard_url, panel_id, runbook_url
 from redline.generate.load import load_catalogue
@@ -109,10 +110,12 @@ def test_links_are_stable_and_resolve(catalogue):
     settings = catalogue.settings
     assert dashboard_uid("tmux") == "redline-tmux"
     assert panel_id("tmux", "cycle-time") == 100 + zlib.crc32(b"tmux/cycle-time") % 9900
+    # without a Grafana in inventory.yml, dashboard links open the console's page of the entry
+    console = f"http://127.0.0.1:{topology.endpoint('console').port}"
     assert dashboard_url(settings, "tmux", "cycle-time") == (
-        f"http://127.0.0.1:3000/d/redline-tmux?viewPanel={panel_id('tmux', 'cycle-time')}"
+        f"{console}/d/redline-tmux?viewPanel={panel_id('tmux', 'cycle-time')}"
     )
-    assert runbook_url(settings, "tmux", "TmuxMonitorDown").endswith("/tmux.md#tmuxmonitordown")
+    assert runbook_url(settings, "tmux", "TmuxMonitorDown") == f"{console}/runbooks/tmux.md#tmuxmonitordown"
     for system in catalogue.systems:
         ids = [panel_id(system.id, e) for e in system.entry_ids()]
         assert len(ids) == len(set(ids)) and all(100 <= i <= 9999 for i in ids)
