@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("redline.stack.runner", "start the native stack (127.0.0.1) and print its status table"),
     "down": ("redline.stack.runner", "stop the native stack"),
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
+    "restart": ("redline.stack.runner", "stop and start one service of the native stack"),
     "secrets": (
         "redline.stack.runner",
         "create the run folder's credentials without starting anything (docker compose reads them)",
@@ -32,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Subcommands that share a module get their own name passed as the first argument.
-SHARED_MODULE = {"up", "down", "status", "secrets", "generate", "check", "reload", "rollback"}
+SHARED_MODULE = {"up", "down", "status", "restart", "secrets", "generate", "check", "reload", "rollback"}
 
 
 def _parser() -> argparse.ArgumentParser:

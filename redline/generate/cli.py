@@ -55,8 +55,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--out", type=Path, default=ROOT, help="output root (default: the repository)")
         parser.add_argument(
             "--for-override",
-            metavar="DURATION",
-            help="replace every alert's 'for' with DURATION (end-to-end tests; write to another --out)",
+            metavar="DURATION|/N",
+            help="replace every alert's 'for' with DURATION, or divide it by N with /N for a time-scaled "
+            "run (end-to-end tests; write to another --out)",
         )
     else:
         parser.add_argument(
@@ -117,7 +118,11 @@ def main(argv: list[str]) -> int:
     for_override = getattr(args, "for_override", None)
     if for_override is not None:
         try:
-            parse_duration(for_override)
+            if for_override.startswith("/"):
+                if not (for_override[1:].isdigit() and int(for_override[1:]) > 0):
+                    raise ValueError(f"{for_override!r} is not /N with a whole N above 0")
+            else:
+                parse_duration(for_override)
         except ValueError as err:
             print(f"redline generate: --for-override: {err}", file=sys.stderr)
             return EXIT_INVALID

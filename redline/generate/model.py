@@ -301,13 +301,22 @@ def reads_metric(query: str, metric: MetricSpec) -> bool:
     return any(name in read for name in series_names(metric))
 
 
-def with_for_override(catalogue: Catalogue, duration: str) -> Catalogue:
-    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: duration`."""
+def with_for_override(catalogue: Catalogue, override: str) -> Catalogue:
+    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: override`,
+    or, when override is '/N', its own `for` divided by N (at least 1s): a time-scaled run."""
+
+    def new_for(current: str) -> str:
+        if not override.startswith("/"):
+            return override
+        return format_duration(max(1, round(parse_duration(current) / int(override[1:]))))
+
     systems = [
-        dataclasses.replace(s, thresholds=[dataclasses.replace(t, for_=duration) for t in s.thresholds])
+        dataclasses.replace(
+            s, thresholds=[dataclasses.replace(t, for_=new_for(t.for_)) for t in s.thresholds]
+        )
         for s in catalogue.systems
     ]
-    tiers = tuple(dataclasses.replace(t, for_=duration) for t in catalogue.settings.burn_rates)
+    tiers = tuple(dataclasses.replace(t, for_=new_for(t.for_)) for t in catalogue.settings.burn_rates)
     return dataclasses.replace(
         catalogue, systems=systems, settings=dataclasses.replace(catalogue.settings, burn_rates=tiers)
     )

@@ -16,7 +16,8 @@ rollback: take prometheus/ and alertmanager/ from an earlier commit (default HEA
           while prometheus/ or alertmanager/ have uncommitted changes, which it would overwrite. If a
           reload fails anyway, the files are put back as they were and reloaded again.
 
-Both work for the native stack (`redline up` links the checkout's files into its run folder) and for
+Both work for the native stack (`redline up` links the checkout's files into its run folder; reload also
+reads the inventory again into the target files and writes the run folder's Alertmanager profile) and for
 docker compose (the containers mount the same files; ports are published on the same 127.0.0.1 ports),
 and authenticate with the run folder's credentials (redline/credentials.py).
 """
@@ -44,8 +45,9 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from redline import checks, credentials, tools, topology
+from redline import checks, credentials, inventory, tools, topology
 from redline.paths import ROOT, RUN_DIR_ENV, run_dir
+from redline.stack import rundir
 from redline.topology import TopologyError
 
 CONFIG_DIRS = ("prometheus", "alertmanager")
@@ -450,6 +452,13 @@ def reload_all(root: Path, targets: list[Target], log: Log, run_dir: Path, force
     for line in validate(root, run_dir, force):
         log(line)
     _check_up(targets, run_dir, "nothing was reloaded")
+    if (run_dir / rundir.STATE_FILE).is_file():  # a native stack: its run folder derives from the checkout
+        try:
+            lines = rundir.refresh(run_dir, root / "alertmanager" / "alertmanager.yml")
+        except inventory.InventoryError as err:
+            raise ReloadError(f"{err}; nothing was reloaded", EXIT_INVALID) from None
+        for line in lines:
+            log(line)
     groups = rule_group_names(root)
     for target in targets:
         log(reload_target(target, groups if target.kind == "prometheus" else None))

@@ -1,11 +1,13 @@
 """The run folder of the native stack (`.run/` by default): config links, target files, secrets, data.
 
-Everything a run writes lives here and is kept across restarts, except the target files, which are
-written anew from redline/topology.py on every `redline up`.
+Everything a run writes lives here and is kept across restarts, except what is derived from the
+checkout: the target files (redline/topology.py and the inventory) and the Alertmanager profile, written
+anew by every `redline up` and `redline reload`, and stack.yml, how `up` started the stack.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -16,7 +18,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from redline import credentials, topology
+from redline import credentials, inventory, topology
 from redline.demo.pipeline import reference_schema
 from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
 from redline.stack.services import (
@@ -26,6 +28,7 @@ from redline.stack.services import (
     PG_JOB_EXPORTER,
     PG_MONITOR,
     PG_ROLES,
+    SERVICES,
     Context,
     Service,
     StackError,
@@ -68,9 +71,125 @@ def prepare_secrets(ctx: Context) -> list[Path]:
 
 
 def native_targets(ctx: Context, services: list[Service]) -> dict[str, list[dict]]:
-    """file_sd target groups of the native stack: the endpoints of the services that run."""
+    """file_sd target groups of the native stack: the endpoints of the services that run, and the real
+    services of the inventory (probed through the stack's blackbox_exporter when it runs)."""
     rows = [row for service in services for row in service.endpoints(ctx)]
-    return topology.target_files(rows, lambda row: f"127.0.0.1:{ctx.port(row.name)}")
+    stack = topology.target_files(rows, lambda row: f"127.0.0.1:{ctx.port(row.name)}")
+    prober = (
+        f"127.0.0.1:{ctx.port(topology.PROBER)}" if any(s.name == topology.PROBER for s in services) else None
+    )
+    return inventory.merge(stack, inventory.target_files(ctx.inventory, prober))
+
+
+def write_targets(ctx: Context, services: list[Service]) -> list[str]:
+    """Write the run folder's target files anew (Prometheus reads them within seconds); their names."""
+    folder = ctx.path("prometheus", "targets")
+    files = native_targets(ctx, services)
+    for stale in folder.glob("*.yml"):
+        if stale.stem not in files:
+            stale.unlink()
+    for name, groups in files.items():
+        text = "# Written by redline from redline/topology.py and the inventory.\n" + yaml.safe_dump(groups)
+        staged = folder / f".{name}.yml.tmp"
+        staged.write_text(text)
+        staged.replace(folder / f"{name}.yml")  # file_sd never reads half a file
+    return sorted(files)
+
+
+def write_alertmanager_profile(ctx: Context) -> list[str]:
+    """The run folder's alertmanager.yml: the configuration to run without the integrations that cannot
+    deliver here (their secret file is missing: no PagerDuty key, Slack URL or SMTP password yet), so a
+    first `make up` does not page about receivers nobody configured. Returns what was left out."""
+    config = yaml.safe_load(ctx.alertmanager_config.read_text())
+    base = ctx.path("alertmanager")
+    left_out = []
+    smtp_ready = _secret_there(base, (config.get("global") or {}).get("smtp_auth_password_file"))
+    for receiver in config.get("receivers") or []:
+        for kind in [k for k in receiver if k.endswith("_configs")]:
+            kept = [
+                integration
+                for integration in receiver[kind]
+                if (smtp_ready if kind == "email_configs" else True)
+                and all(_secret_there(base, v) for k, v in integration.items() if k.endswith("_file"))
+            ]
+            if len(kept) < len(receiver[kind]):
+                left_out.append(f"{receiver['name']}: {kind.removesuffix('_configs')}")
+            if kept:
+                receiver[kind] = kept
+            else:
+                del receiver[kind]
+    header = (
+        f"# Written by redline up from {ctx.alertmanager_config}, without the integrations whose secret\n"
+        f"# files are missing here: {', '.join(left_out) or 'none'}. Put them in alertmanager/secrets/.\n"
+    )
+    (base / "alertmanager.yml").unlink(missing_ok=True)
+    (base / "alertmanager.yml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return left_out
+
+
+def _secret_there(base: Path, relative: str | None) -> bool:
+    return relative is None or (base / relative).is_file()
+
+
+STATE_FILE = "stack.yml"
+
+
+def save_context(ctx: Context, services: list[Service]) -> None:
+    """Record how the stack was started, for status, restart and reload."""
+    state = {
+        "services": [s.name for s in services],
+        "ha": ctx.ha,
+        "rules_dir": str(ctx.rules_dir),
+        "alertmanager_config": str(ctx.alertmanager_config),
+        "demo_args": list(ctx.demo_args),
+        "inventory_file": str(ctx.inventory_file) if ctx.inventory_file else None,
+        "inventory": ctx.inventory.model_dump(mode="json"),
+    }
+    text = "# Written by redline up: how this stack was started.\n" + yaml.safe_dump(state, sort_keys=False)
+    ctx.path(STATE_FILE).write_text(text)
+
+
+def load_context(folder: Path) -> tuple[Context, list[Service]]:
+    """The context and services `up` recorded in a run folder (the defaults when it recorded none)."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return Context(run_dir=folder), []
+    state = yaml.safe_load(path.read_text()) or {}
+    ctx = Context(
+        run_dir=folder,
+        ha=bool(state.get("ha")),
+        rules_dir=Path(state.get("rules_dir", PROMETHEUS / "rules")),
+        alertmanager_config=Path(state.get("alertmanager_config", ALERTMANAGER / "alertmanager.yml")),
+        demo_args=tuple(state.get("demo_args", ())),
+        inventory=inventory.Inventory.model_validate(state.get("inventory", {"demo": True}), strict=False),
+        inventory_file=Path(state["inventory_file"]) if state.get("inventory_file") else None,
+    )
+    return ctx, [s for s in SERVICES if s.name in state.get("services", ())]
+
+
+def refresh(folder: Path, alertmanager_yml: Path) -> list[str]:
+    """What `redline reload` changes in a native stack's run folder before the components re-read it:
+    the inventory read again into the target files, and the Alertmanager profile written from
+    `alertmanager_yml`. InventoryError when the inventory has become invalid (nothing is written then).
+    Returns lines for the operator."""
+    ctx, services = load_context(folder)
+    lines = []
+    if ctx.inventory_file is not None:
+        fresh = inventory.load(ctx.inventory_file)
+        if fresh.demo != ctx.inventory.demo or fresh.database() != ctx.inventory.database():
+            lines.append(
+                f"{ctx.inventory_file.name}: the demo or the pipeline database changed; "
+                "'redline down' and 'redline up' start or stop the services that needs"
+            )
+        ctx = dataclasses.replace(ctx, inventory=fresh.model_copy(update={"demo": ctx.inventory.demo}))
+    ctx = dataclasses.replace(ctx, alertmanager_config=alertmanager_yml)
+    files = write_targets(ctx, services)
+    left_out = write_alertmanager_profile(ctx)
+    save_context(ctx, services)
+    lines.append(f"run folder {folder}: target files {', '.join(files)} written anew")
+    if left_out:
+        lines.append(f"alertmanager.yml: left out for want of their secret files: {', '.join(left_out)}")
+    return lines
 
 
 def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
@@ -82,18 +201,13 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     links = {
         ctx.path("prometheus", "prometheus.yml"): PROMETHEUS / "prometheus.yml",
         ctx.path("prometheus", "rules"): ctx.rules_dir,
-        ctx.path("alertmanager", "alertmanager.yml"): ctx.alertmanager_config,
         ctx.path("alertmanager", "templates"): ALERTMANAGER / "templates",
     }
     for link, target in links.items():
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    for stale in ctx.path("prometheus", "targets").glob("*.yml"):
-        stale.unlink()
-    for name, groups in native_targets(ctx, services).items():
-        text = "# Written by redline up for the native stack.\n" + yaml.safe_dump(groups, sort_keys=True)
-        ctx.path("prometheus", "targets", f"{name}.yml").write_text(text)
+    write_targets(ctx, services)
     # Where Alertmanager's webhook receivers deliver locally: the pager-sink, one path per receiver, with
     # the sink's token as the URL's basic-auth password (the URL file is itself a secret).
     secrets_dir = ctx.path("alertmanager", "secrets")
@@ -108,6 +222,7 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     for receiver in SINK_RECEIVERS:
         if not (operator_secrets / f"{receiver}-webhook-url").exists():
             _write_private(secrets_dir / f"{receiver}-webhook-url", f"{sink}/{receiver}\n")
+    write_alertmanager_profile(ctx)
     if any(s.name == "postgres" for s in services):
         _prepare_postgres(ctx)
 

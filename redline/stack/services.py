@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from redline import credentials, tools, topology
+from redline.inventory import DEMO, Inventory
 from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -35,6 +36,8 @@ class Context:
     alertmanager_config: Path = ALERTMANAGER / "alertmanager.yml"
     demo_args: tuple[str, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = DEMO  # the real services the stack watches (inventory.yml), or the demo
+    inventory_file: Path | None = None  # where it was read from; `redline reload` reads it again
 
     def port(self, name: str) -> int:
         """The endpoint's port (redline/topology.py, or REDLINE_PORT_<NAME>)."""
@@ -206,7 +209,31 @@ def pg_dsn(ctx: Context, database: str = "pipeline", role: PgRole = PG_ADMIN) ->
     return f"postgresql://{role.name}@127.0.0.1:{ctx.port('postgres')}/{database}?sslmode=disable"
 
 
-# The demo serves one port per simulated system, plus its control port.
+def _job_table(ctx: Context) -> list[str]:
+    """The job exporter's DSN option: the inventory's pipeline database, else the demo's local one."""
+    database = ctx.inventory.database()
+    if database is not None:
+        return [f"--dsn-file={database.dsn_file}"]
+    return [f"--dsn={pg_dsn(ctx, role=PG_JOB_EXPORTER)}"]
+
+
+def _postgres_exporter_env(ctx: Context) -> dict[str, str]:
+    """postgres_exporter's connection: the inventory's DSN (supervisord.conf, which then holds it, is
+    mode 0600), else the demo's database as the pg_monitor role."""
+    database = ctx.inventory.database()
+    if database is not None:
+        return {"DATA_SOURCE_NAME": credentials.read_secret(Path(database.dsn_file))}
+    return {
+        "DATA_SOURCE_URI": f"127.0.0.1:{ctx.port('postgres')}/pipeline?sslmode=disable",
+        "DATA_SOURCE_USER": PG_MONITOR.name,
+        "DATA_SOURCE_PASS_FILE": str(ctx.secret(PG_MONITOR.secret)),
+    }
+
+
+# Only with the demo: the simulator and the PostgreSQL that holds its job table.
+DEMO_SERVICES = ("demo", "postgres")
+# Only with a job table to read: the demo's, or the inventory's pipeline database.
+JOB_TABLE_SERVICES = ("job-exporter", "postgres-exporter")
 
 SERVICES: list[Service] = [
     Service(
@@ -306,11 +333,7 @@ SERVICES: list[Service] = [
         "postgres_exporter",
         lambda ctx: [f"--web.listen-address=127.0.0.1:{ctx.port('postgres-exporter')}"],
         ready_path="/metrics",
-        env=lambda ctx: {
-            "DATA_SOURCE_URI": f"127.0.0.1:{ctx.port('postgres')}/pipeline?sslmode=disable",
-            "DATA_SOURCE_USER": PG_MONITOR.name,
-            "DATA_SOURCE_PASS_FILE": str(ctx.secret(PG_MONITOR.secret)),
-        },
+        env=_postgres_exporter_env,
     ),
     _redline(
         "host-exporter",
@@ -329,7 +352,7 @@ SERVICES: list[Service] = [
         lambda ctx: [
             "exporter",
             "jobs",
-            f"--dsn={pg_dsn(ctx, role=PG_JOB_EXPORTER)}",
+            *_job_table(ctx),
             f"--listen=127.0.0.1:{ctx.port('job-exporter')}",
             "--statement-timeout=800ms",  # below the 1 s scrape timeout of job pipeline-jobs
         ],

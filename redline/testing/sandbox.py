@@ -207,6 +207,13 @@ class Sandbox:
             time.sleep(0.05)
         return frozen_at
 
+    def kill(self, service: str) -> int:
+        """SIGKILL one of the runner's services as the OOM killer would; supervisord restarts it (or
+        gives up on it when it keeps failing). Returns the killed pid."""
+        pid = int(self._supervisor().getProcessInfo(service)["pid"])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
     def start(self, service: str) -> None:
         """Start a service stopped by crash() again (supervisord waits for it to stay up 1 s); a service
         that runs is left alone."""

@@ -94,7 +94,7 @@ def test_state_changing_endpoints_refuse_callers_without_credentials(stack: Sand
     assert statuses == dict.fromkeys(statuses, 401)
     # Nothing took effect: Prometheus still runs, no silence, no fault, no page, no series.
     assert call(f"{stack.url('prometheus')}/-/healthy", headers=stack.auth) == 200
-    silences = stack._get_json(f"{stack.url('alertmanager')}/api/v2/silences")
+    silences = stack.get_json(f"{stack.url('alertmanager')}/api/v2/silences")
     assert [s for s in silences if s["createdBy"] == "attacker"] == []
     faults = json.loads(urllib.request.urlopen(f"{stack.url('demo-control')}/faults", timeout=5).read())
     assert not any(row["active"] for row in faults)
@@ -155,7 +155,7 @@ def test_redline_commands_and_the_upstream_tools_work_with_the_run_folder(stack:
         timeout=30,
     )
     assert added.returncode == 0, added.stderr
-    silences = stack._get_json(f"{stack.url('alertmanager')}/api/v2/silences")
+    silences = stack.get_json(f"{stack.url('alertmanager')}/api/v2/silences")
     assert [s["id"] for s in silences if s["comment"] == "test"] == [added.stdout.strip()]
     ready = subprocess.run(
         [tool("promtool"), "check", "ready", f"--url={stack.url('prometheus')}", client],

@@ -218,7 +218,8 @@ def test_an_external_metric_may_be_read(tmp_path, capsys):
         validate(load_catalogue(without))
 
 
-def test_bad_for_override_is_a_usage_error(tmp_path, capsys):
-    assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", "soon"]) == 2
+@pytest.mark.parametrize("override", ["soon", "/0", "/x", "/"])
+def test_bad_for_override_is_a_usage_error(tmp_path, capsys, override):
+    assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", override]) == 2
     assert "--for-override" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -16,9 +16,9 @@ from redline.generate.conventions import (
     slo_record,
     tiers_by_severity,
 )
-from redline.generate.humanize import format_value, humanize_percentage
+from redline.generate.humanize import format_value, humanize_duration, humanize_percentage
 from redline.generate.markdown import code_fence, code_span, inline, link_text
-from redline.generate.model import Catalogue, Runbook, Slo, System, Threshold
+from redline.generate.model import Catalogue, Runbook, Slo, System, Threshold, parse_duration
 from redline.generate.render.common import markdown_header
 
 
@@ -92,8 +92,8 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
                 f"{humanize_percentage(tier.factor * slo.error_budget)} | {tier.for_} |"
             )
     windows = ", ".join(burn_rate_windows(catalogue))
+    lines += ["", *_after_an_outage(catalogue, slo)]
     lines += [
-        "",
         f"**Error ratio** (PromQL, recorded as "
         f'`{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
         f" and {slo.period}; budget left in `slo:error_budget_remaining:ratio`):",
@@ -104,6 +104,30 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
         "",
     ]
     return lines + _common(slo.runbook)
+
+
+def _after_an_outage(catalogue: Catalogue, slo: Slo) -> list[str]:
+    """Why the fastest page often arrives as the system's Down alert resolves, and why a young stack
+    sees it more often: the paragraph an on-call reads when the page looks like an echo."""
+    fastest = max(catalogue.settings.burn_rates, key=lambda tier: tier.factor)
+    ratio = fastest.factor * slo.error_budget
+    if ratio >= 1:
+        return []
+    long_s = parse_duration(fastest.long_window)
+    share = fastest.factor * long_s / parse_duration(slo.period)
+    return [
+        f"**Right after an outage**: this {fastest.severity} page often arrives just as the system's "
+        "Down alert resolves. While Down fires, Alertmanager holds this alert back (an inhibition of "
+        f"alertmanager/alertmanager.yml); the failures stay in the {fastest.short_window} window after the "
+        f"service recovers, and `for: {fastest.for_}` has long passed, so the page goes out when Down "
+        f"resolves. An outage longer than {humanize_duration(ratio * long_s)} "
+        f"({humanize_percentage(ratio)} of {fastest.long_window}) spends {humanize_percentage(share)} of "
+        f"the {slo.period} budget, so the page is right: read the budget left on the dashboard before "
+        f"deciding what it needs. On a stack younger than {fastest.long_window}, the windows hold only "
+        "the stack's lifetime, so a failure in its first minutes weighs more and a short start-up "
+        "failure can raise this page on its own.",
+        "",
+    ]
 
 
 def render_system_runbook(catalogue: Catalogue, system: System) -> str:
