@@ -11,7 +11,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from redline.paths import PROMETHEUS
 from redline.testing.processes import free_port, running, tool
+
+VMAGENT_RELABEL = PROMETHEUS / "vmagent-relabel.yml"  # the stack's OTLP label mapping
 
 
 @contextlib.contextmanager
@@ -43,8 +46,8 @@ def prometheus(
 def vmagent(
     folder: Path, prometheus_url: str, *flags: str, port: int | None = None, name: str = "vmagent"
 ) -> Iterator[str]:
-    """vmagent remote-writing into a Prometheus every 200 ms (its buffer and log under `folder`);
-    yields its OTLP/HTTP endpoint once /health answers."""
+    """vmagent remote-writing into a Prometheus every 200 ms (its buffer and log under `folder`), with the
+    stack's OTLP label mapping; yields its OTLP/HTTP endpoint once /health answers."""
     port = port or free_port()
     cmd = [
         tool("vmagent"),
@@ -52,6 +55,7 @@ def vmagent(
         f"-remoteWrite.url={prometheus_url}/api/v1/write",
         f"-remoteWrite.tmpDataPath={folder / (name + '-data')}",
         "-remoteWrite.flushInterval=200ms",
+        f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
         "-loggerLevel=WARN",
         *flags,
     ]
