@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "render the thresholds catalogue into rules, tests, runbooks, dashboards",
     ),
     "check": ("redline.generate.cli", "fail when generated files differ from what the catalogue renders"),
+    "verify-target": (
+        "redline.verify_target",
+        "scrape a live service and check it against its system's metric contract (exit 1 on a mismatch)",
+    ),
     "exporter": (
         "redline.exporters.cli",
         "run an exporter: 'host' (host and process metrics) or 'jobs' (job queue)",

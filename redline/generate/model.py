@@ -83,6 +83,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
     system: str = ""
+    origin: str = "target"  # target | exporter | push: who publishes it
 
 
 @dataclass(frozen=True)

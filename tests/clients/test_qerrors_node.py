@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -208,13 +209,27 @@ def test_a_stopped_process_pages_down_and_resolves(
 
 def test_the_guides_server_serves_the_contract(instrumentation: Path, tmp_path: Path) -> None:
     """docs/instrumenting/node.md's server.js as written: /metrics has prom-client's heap gauges, the heap
-    limit, and after one request the lazily created cache series."""
+    limit, and after one request the lazily created cache series; `redline verify-target` passes it (the
+    misses and errors series prom-client has not created yet are notes)."""
     port = free_port()
     env = {"PORT": str(port), "NODE_PATH": str(NODE_DIR / "node_modules")}
     server = instrumentation.parent / "server.js"
-    with running(["node", str(server)], ready_url=f"http://127.0.0.1:{port}/metrics", env=env):
+    url = f"http://127.0.0.1:{port}/metrics"
+    with running(["node", str(server)], ready_url=url, env=env):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/cached", timeout=5).read()
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        # the guide's own check: `redline verify-target URL --system qerrors`
+        verified = subprocess.run(
+            [sys.executable, "-m", "redline.cli", "verify-target", url, "--system", "qerrors"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    lines = verified.stdout.splitlines()
+    assert lines[-1].endswith("meets the qerrors contract: 8 metrics checked, 0 problems, 2 notes")
+    notes = sorted(line.split(":")[1].split()[0] for line in lines if line.startswith("note"))
+    assert notes == ["qerrors_cache_misses_total", "qerrors_errors_total"]
     values = {
         line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"
     }

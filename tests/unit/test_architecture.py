@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("redline.generate.load",),
     ("redline.generate.validate",),
     ("redline.generate.render", "redline.generate.files"),
-    ("redline.generate.cli",),
+    ("redline.generate.cli", "redline.verify_target"),
     ("redline.testing",),
     ("redline.cli", "redline.generate", "redline"),
 ]
