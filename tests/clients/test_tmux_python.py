@@ -1,19 +1,22 @@
 """The tmux-orchestrator monitor as a team writes it with redline's Python API
-(docs/instrumenting/python.md's monitor.py, run as its own process), pushing OTLP only: no scrape, no `up`.
+(docs/instrumenting/python.md's monitor.py, run as its own processes), pushing OTLP only: no scrape, no `up`.
 
-Its pushed series arrive with job, instance and system from the gateway's mapping; pool saturation fires and
-resolves; stopping the process fires TmuxMonitorDown (the pushed health gauge ends after the 1m lookback)
-at the pager, and starting it again resolves it.
+One monitor instance per threshold, all started at once in their breaching state (so the alerts fire in
+parallel): cycle time, error rate, cache hit rate and pool saturation each fire at the pager-sink and
+resolve when the workload recovers. Their pushed series carry job, instance and system from the gateway's
+mapping. Stopping a monitor fires TmuxMonitorDown at the pager (its pushed health gauge ends after the 1m
+lookback) and starting it again resolves it. Process CPU and memory (also pushed) are not driven here.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,58 +29,150 @@ from .conftest import ClientStack, wait_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-INSTANCE = "monitor-conformance"
+# instance -> (alert, breaching workload, healthy workload)
+SCENARIOS = {
+    "tmux-cycle": ("TmuxMonitorCycleSlow", {"cycle_seconds": 1.5}, {}),
+    "tmux-errors": ("TmuxMonitorErrorRateHigh", {"failing_agents": 5}, {}),
+    "tmux-cache": ("TmuxMonitorCacheHitRateLow", {"uncached_agents": 30}, {}),
+    "tmux-pool": ("TmuxMonitorPoolSaturated", {"busy": 19}, {"busy": 5}),
+}
 
 
-@contextmanager
-def monitor(stack: ClientStack, folder: Path, state: Path) -> Iterator[subprocess.Popen]:
-    files = write_snippets(ROOT / "docs" / "instrumenting" / "python.md", folder)
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": stack.otlp_url,
-        "MONITOR_INSTANCE": INSTANCE,
-        "MONITOR_PUSH_SECONDS": "1",
-    }
-    with open(folder / "monitor.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(files["monitor.py"]), str(state)], env=env, stdout=log, stderr=log
-        )
+@dataclass
+class Monitor:
+    """One monitor.py process and the workload file it reads."""
+
+    instance: str
+    state: Path
+    proc: subprocess.Popen | None = None
+
+    def set(self, workload: dict) -> None:
+        partial = self.state.with_suffix(".tmp")
+        partial.write_text(json.dumps(workload))
+        partial.replace(self.state)  # the loop never reads half a file
+
+
+class Monitors:
+    def __init__(self, stack: ClientStack, folder: Path) -> None:
+        self.stack, self.folder = stack, folder
+        self.script = write_snippets(ROOT / "docs" / "instrumenting" / "python.md", folder)["monitor.py"]
+        self.running: dict[str, Monitor] = {}
+
+    def start(self, instance: str, workload: dict) -> Monitor:
+        monitor = self.running.get(instance) or Monitor(instance, self.folder / f"{instance}.json")
+        monitor.set(workload)
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": self.stack.otlp_url,
+            "MONITOR_INSTANCE": instance,
+            "MONITOR_PUSH_SECONDS": "1",
+        }
+        with open(self.folder / f"{instance}.log", "ab") as log:
+            monitor.proc = subprocess.Popen(
+                [sys.executable, str(self.script), str(monitor.state)], env=env, stdout=log, stderr=log
+            )
+        self.running[instance] = monitor
+        return monitor
+
+    def stop(self, instance: str) -> None:
+        proc = self.running[instance].proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Outcome:
+    """What one scenario saw at the pager-sink: the firing and the resolved notification, or an error."""
+
+    fired: tuple[dict, dict] | None = None
+    resolved: tuple[dict, dict] | None = None
+    error: str | None = None
+
+
+def breach_and_recover(stack: ClientStack, monitors: Monitors, instance: str, since: int) -> Outcome:
+    """Wait for the alert of a monitor started in its breaching state, then heal its workload."""
+    alert_name, _breaching, healthy = SCENARIOS[instance]
+    outcome = Outcome()
     try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        outcome.fired = wait_alert(stack, alert_name, "firing", since, instance=instance)
+        monitors.running[instance].set(healthy)
+        outcome.resolved = wait_alert(stack, alert_name, "resolved", since, timeout=120, instance=instance)
+    except AssertionError as err:
+        outcome.error = str(err)
+    return outcome
 
 
-def pushed(stack: ClientStack, selector: str) -> list[dict]:
-    return stack.sandbox.query(selector)
-
-
-def test_an_otlp_only_monitor_alerts_on_its_pool_and_when_it_stops(
-    client_stack: ClientStack, tmp_path: Path
-) -> None:
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps({"busy": 5}))
-    since = len(client_stack.sandbox.notifications())
-    selector = f'redline_health_up{{instance="{INSTANCE}"}}'
-    with monitor(client_stack, tmp_path, state) as proc:
-        found = wait_until(lambda: pushed(client_stack, selector), timeout=30, what="pushed health")
-        labels = found[0]["metric"]
-        assert (labels["job"], labels["system"]) == ("tmux-monitor", "tmux")
-        assert "service.name" not in labels
-        assert not pushed(client_stack, f'up{{instance="{INSTANCE}"}}')  # nothing scrapes it
-        state.write_text(json.dumps({"busy": 19}))  # 95% of 20: above the 90% threshold
-        record, alert = wait_alert(
-            client_stack, "TmuxMonitorPoolSaturated", "firing", since, instance=INSTANCE
+def stop_and_restart(stack: ClientStack, monitors: Monitors, since: int) -> Outcome:
+    """Stop the healthy 'tmux-down' monitor once its pushes arrive, then start it again after the page."""
+    outcome = Outcome()
+    try:
+        wait_until(lambda: stack.sandbox.query('redline_health_up{instance="tmux-down"}'), what="push")
+        monitors.stop("tmux-down")
+        outcome.fired = wait_alert(
+            stack, "TmuxMonitorDown", "firing", since, timeout=120, instance="tmux-down"
         )
-        assert record["path"] == "/ticket" and alert["labels"]["pool"] == "tmux"
-        state.write_text(json.dumps({"busy": 5}))
-        wait_alert(client_stack, "TmuxMonitorPoolSaturated", "resolved", since, instance=INSTANCE)
-        assert proc.poll() is None
-    record, alert = wait_alert(
-        client_stack, "TmuxMonitorDown", "firing", since, timeout=120, instance=INSTANCE
-    )
+        monitors.start("tmux-down", {})
+        outcome.resolved = wait_alert(
+            stack, "TmuxMonitorDown", "resolved", since, timeout=60, instance="tmux-down"
+        )
+    except AssertionError as err:
+        outcome.error = str(err)
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    client_stack: ClientStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Outcome]]:
+    """Every scenario at once, each in its own thread and monitor process."""
+    monitors = Monitors(client_stack, tmp_path_factory.mktemp("monitors"))
+    since = len(client_stack.sandbox.notifications())
+    for instance, (_alert, breaching, _healthy) in SCENARIOS.items():
+        monitors.start(instance, breaching)
+    monitors.start("tmux-down", {})
+    try:
+        labels = wait_until(
+            lambda: client_stack.sandbox.query('redline_health_up{instance="tmux-down"}'),
+            timeout=30,
+            what="push",
+        )[0]["metric"]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(SCENARIOS) + 1) as pool:
+            futures = {
+                instance: pool.submit(breach_and_recover, client_stack, monitors, instance, since)
+                for instance in SCENARIOS
+            }
+            futures["tmux-down"] = pool.submit(stop_and_restart, client_stack, monitors, since)
+            results = {instance: future.result() for instance, future in futures.items()}
+        scraped = client_stack.sandbox.query('up{instance="tmux-down"}')
+        yield {**results, "_labels": labels, "_scraped": scraped}  # type: ignore[dict-item]
+    finally:
+        for instance in monitors.running:
+            monitors.stop(instance)
+
+
+def test_pushed_series_carry_job_instance_and_system(outcomes: dict) -> None:
+    labels = outcomes["_labels"]
+    assert (labels["job"], labels["instance"], labels["system"]) == ("tmux-monitor", "tmux-down", "tmux")
+    assert "service.name" not in labels
+    assert outcomes["_scraped"] == []  # nothing scrapes it: no `up`
+
+
+@pytest.mark.parametrize("instance", list(SCENARIOS))
+def test_each_threshold_fires_and_resolves(outcomes: dict, instance: str) -> None:
+    outcome = outcomes[instance]
+    assert outcome.error is None, outcome.error
+    record, alert = outcome.fired
+    assert alert["labels"]["alertname"] == SCENARIOS[instance][0]
+    assert record["path"] == "/ticket" and alert["labels"]["severity"] == "warning"
+    assert (alert["labels"]["job"], alert["labels"]["system"]) == ("tmux-monitor", "tmux")
+    assert outcome.resolved[0]["path"] == "/ticket"
+
+
+def test_a_monitor_that_stops_pushing_pages_down_and_resolves(outcomes: dict) -> None:
+    outcome = outcomes["tmux-down"]
+    assert outcome.error is None, outcome.error
+    record, alert = outcome.fired
     assert record["path"] == "/pager" and alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == "tmux-monitor"
-    with monitor(client_stack, tmp_path, state):
-        wait_alert(client_stack, "TmuxMonitorDown", "resolved", since, timeout=60, instance=INSTANCE)
+    assert outcome.resolved[0]["path"] == "/pager"
