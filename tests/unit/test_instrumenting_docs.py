@@ -9,7 +9,7 @@ from redline.testing.snippets import snippets
 GUIDES = sorted((ROOT / "docs" / "instrumenting").glob("*.md"))
 # guide -> the files its test writes out and runs
 RUN_BY_TESTS = {
-    "node.md": {"metrics.js", "server.js"},
+    "node.md": {"metrics.js", "server.js", "gamebook-metrics.js"},
     "browser.md": {"fps.js", "main.js"},
     "python.md": {"monitor.py"},
     "pipeline.md": {"schema.sql", "queries.sql", "run-exporter.sh"},
