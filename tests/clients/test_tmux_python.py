@@ -4,8 +4,9 @@
 One monitor instance per threshold, all started at once in their breaching state (so the alerts fire in
 parallel): cycle time, error rate, cache hit rate and pool saturation each fire at the pager-sink and
 resolve when the workload recovers. Their pushed series carry job, instance and system from the gateway's
-mapping. Stopping a monitor fires TmuxMonitorDown at the pager (its pushed health gauge ends after the 1m
-lookback) and starting it again resolves it. Process CPU and memory (also pushed) are not driven here.
+mapping. Process CPU (a spinning loop) and memory (800 MB held: the critical level) come from
+prometheus_client's process collector, pushed too. Then, alone, stopping a monitor fires TmuxMonitorDown
+at the pager (its pushed health gauge ends after the 1m lookback) and starting it again resolves it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from .conftest import ClientStack, wait_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-# instance -> (alert, breaching workload, healthy workload)
+# instance -> (alert, severity, breaching workload, healthy workload)
 SCENARIOS = {
-    "tmux-cycle": ("TmuxMonitorCycleSlow", {"cycle_seconds": 1.5}, {}),
-    "tmux-errors": ("TmuxMonitorErrorRateHigh", {"failing_agents": 5}, {}),
-    "tmux-cache": ("TmuxMonitorCacheHitRateLow", {"uncached_agents": 30}, {}),
-    "tmux-pool": ("TmuxMonitorPoolSaturated", {"busy": 19}, {"busy": 5}),
+    "tmux-cycle": ("TmuxMonitorCycleSlow", "warning", {"cycle_seconds": 1.5}, {}),
+    "tmux-errors": ("TmuxMonitorErrorRateHigh", "warning", {"failing_agents": 5}, {}),
+    "tmux-cache": ("TmuxMonitorCacheHitRateLow", "warning", {"uncached_agents": 30}, {}),
+    "tmux-pool": ("TmuxMonitorPoolSaturated", "warning", {"busy": 19}, {"busy": 5}),
+    "tmux-cpu": ("TmuxMonitorCpuHigh", "warning", {"spin_seconds": 2}, {}),
+    "tmux-memory": ("TmuxMonitorMemoryHigh", "critical", {"hold_mb": 800}, {}),  # 750 MB: critical
 }
+RECEIVER = {"warning": "/ticket", "critical": "/pager"}
 
 
 @dataclass
@@ -92,12 +96,14 @@ class Outcome:
 
 def breach_and_recover(stack: ClientStack, monitors: Monitors, instance: str, since: int) -> Outcome:
     """Wait for the alert of a monitor started in its breaching state, then heal its workload."""
-    alert_name, _breaching, healthy = SCENARIOS[instance]
+    alert_name, severity, _breaching, healthy = SCENARIOS[instance]
     outcome = Outcome()
     try:
-        outcome.fired = wait_alert(stack, alert_name, "firing", since, instance=instance)
+        outcome.fired = wait_alert(stack, alert_name, "firing", since, instance=instance, severity=severity)
         monitors.running[instance].set(healthy)
-        outcome.resolved = wait_alert(stack, alert_name, "resolved", since, timeout=120, instance=instance)
+        outcome.resolved = wait_alert(
+            stack, alert_name, "resolved", since, timeout=150, instance=instance, severity=severity
+        )
     except AssertionError as err:
         outcome.error = str(err)
     return outcome
@@ -125,10 +131,12 @@ def stop_and_restart(stack: ClientStack, monitors: Monitors, since: int) -> Outc
 def outcomes(
     client_stack: ClientStack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Outcome]]:
-    """Every scenario at once, each in its own thread and monitor process."""
+    """The threshold scenarios at once, each in its own thread and monitor process; then the stopped
+    monitor, alone: a critical *Down alert holds back every other alert of its system (Alertmanager's
+    inhibition, equal system and env), so it must not overlap them."""
     monitors = Monitors(client_stack, tmp_path_factory.mktemp("monitors"))
     since = len(client_stack.sandbox.notifications())
-    for instance, (_alert, breaching, _healthy) in SCENARIOS.items():
+    for instance, (_alert, _severity, breaching, _healthy) in SCENARIOS.items():
         monitors.start(instance, breaching)
     monitors.start("tmux-down", {})
     try:
@@ -142,8 +150,12 @@ def outcomes(
                 instance: pool.submit(breach_and_recover, client_stack, monitors, instance, since)
                 for instance in SCENARIOS
             }
-            futures["tmux-down"] = pool.submit(stop_and_restart, client_stack, monitors, since)
             results = {instance: future.result() for instance, future in futures.items()}
+        for instance in SCENARIOS:
+            monitors.stop(instance)
+        results["tmux-down"] = stop_and_restart(
+            client_stack, monitors, len(client_stack.sandbox.notifications())
+        )
         scraped = client_stack.sandbox.query('up{instance="tmux-down"}')
         yield {**results, "_labels": labels, "_scraped": scraped}  # type: ignore[dict-item]
     finally:
@@ -162,11 +174,12 @@ def test_pushed_series_carry_job_instance_and_system(outcomes: dict) -> None:
 def test_each_threshold_fires_and_resolves(outcomes: dict, instance: str) -> None:
     outcome = outcomes[instance]
     assert outcome.error is None, outcome.error
+    alert_name, severity, _breaching, _healthy = SCENARIOS[instance]
     record, alert = outcome.fired
-    assert alert["labels"]["alertname"] == SCENARIOS[instance][0]
-    assert record["path"] == "/ticket" and alert["labels"]["severity"] == "warning"
+    assert alert["labels"]["alertname"] == alert_name and alert["labels"]["severity"] == severity
+    assert record["path"] == RECEIVER[severity]
     assert (alert["labels"]["job"], alert["labels"]["system"]) == ("tmux-monitor", "tmux")
-    assert outcome.resolved[0]["path"] == "/ticket"
+    assert outcome.resolved[0]["path"] == RECEIVER[severity]
 
 
 def test_a_monitor_that_stops_pushing_pages_down_and_resolves(outcomes: dict) -> None:
