@@ -1,6 +1,6 @@
 """A job pipeline whose table has another shape (docs/instrumenting/pipeline.md's `tasks`), read by the
-real job exporter with the guide's queries, scraped by the suite's stack: success rate, job duration and
-concurrency each fire at the pager-sink and resolve."""
+real job exporter with the guide's queries, scraped by the suite's stack: success rate, job duration,
+concurrency and jobs waiting without a worker each fire at the pager-sink and resolve."""
 
 from __future__ import annotations
 
@@ -103,3 +103,17 @@ def test_slow_jobs_and_too_many_running(table, exporter: str, client_stack: Clie
         finish(pg, 3000, "done", 1)
         time.sleep(1)
     wait_alert(client_stack, "PipelineJobsSlow", "resolved", since, instance=exporter, severity="critical")
+
+
+def test_jobs_waiting_with_no_worker_page_and_resolve(
+    table, exporter: str, client_stack: ClientStack
+) -> None:
+    """Last in this module: a critical *Down alert holds back the pipeline's other alerts while it fires."""
+    pg, _files = table
+    since = len(client_stack.sandbox.notifications())
+    pg.execute("INSERT INTO tasks (status) SELECT 'pending' FROM generate_series(1, 3)")
+    record, alert = wait_alert(client_stack, "PipelineWorkersDown", "firing", since, instance=exporter)
+    assert record["path"] == "/pager" and alert["labels"]["severity"] == "critical"
+    pg.execute("UPDATE tasks SET status = 'active', begun = now() WHERE status = 'pending'")
+    wait_alert(client_stack, "PipelineWorkersDown", "resolved", since, instance=exporter)
+    pg.execute("UPDATE tasks SET status = 'done', ended = now() WHERE status = 'active'")
