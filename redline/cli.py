@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "generate": ("redline.generate.cli", "render the catalogue into rules, tests, runbooks, dashboards"),
     "check": ("redline.generate.cli", "fail when generated files differ from what the catalogue renders"),
+    "verify-target": (
+        "redline.verify_target",
+        "scrape a live service and check it against its system's metric contract (exit 1 on a mismatch)",
+    ),
     "exporter": ("redline.exporters.cli", "run an exporter: 'host' (host, processes) or 'jobs' (job queue)"),
     "demo": ("redline.demo.cli", "simulate the four monitored systems; 'demo fault' injects faults"),
     "pager-sink": ("redline.receivers.pager_sink", "webhook receiver standing in for the paging service"),

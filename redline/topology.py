@@ -19,6 +19,22 @@ from dataclasses import dataclass, field
 # The monitored systems, in the order every generated file lists them; each has thresholds/<id>.yml.
 SYSTEMS: tuple[str, ...] = ("gamebook", "qerrors", "pipeline", "tmux", "host", "redline")
 
+# OTLP resource attributes -> the labels every rule reads, applied by both OTLP gateways (vmagent natively,
+# `prometheus/vmagent-relabel.yml`; the Collector under compose, its `transform/redline-labels` processor),
+# both rendered from this table by `redline generate`. A label takes the last attribute present in its
+# list, so `redline.system` wins over `service.namespace`. Pushed series thus carry job, instance and system
+# like scraped ones, and a service that only pushes can alert (docs/instrumenting/README.md).
+OTLP_LABELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("job", ("service.name",)),
+    ("instance", ("service.instance.id",)),
+    ("system", ("service.namespace", "redline.system")),
+)
+# How long a pushed series that stops arriving still counts as current: Prometheus' lookback
+# (--query.lookback-delta on both stacks). Scraped series end at once (staleness markers); pushed ones have
+# none, so without this a browser that closed would keep its last FPS for the default 5 minutes. OTLP
+# senders must export more often than this (docs/instrumenting/README.md: every 10 s).
+LOOKBACK_DELTA = "1m"
+
 PROBE_JOB = "blackbox"  # the scrape job whose targets are the URLs blackbox_exporter probes
 PROBER = "blackbox"  # the endpoint that probes them
 

@@ -136,7 +136,8 @@ class GameBook(SimulatedSystem):
             ),
             export_interval_millis=self._otlp_interval * 1000,
         )
-        resource = Resource.create({"service.name": "gamebook-browser", "system": "gamebook"})
+        # The attributes docs/instrumenting/browser.md asks for; the gateways map redline.system to `system`.
+        resource = Resource.create({"service.name": "gamebook-browser", "redline.system": "gamebook"})
         provider = MeterProvider(resource=resource, metric_readers=[reader])
         provider.get_meter("gamebook.browser").create_observable_gauge(
             "gamebook_client_fps",

@@ -195,6 +195,7 @@ def _metric(system_id: str, metric: schema.Metric) -> model.MetricSpec:
         labels=tuple(metric.labels),
         buckets=tuple(metric.buckets or ()),
         system=system_id,
+        origin=metric.origin,
     )
 
 

@@ -27,6 +27,11 @@ FIXTURE_KINDS = ("linear", "baseline", "always")
 DURATION_PATTERN = r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+# Range windows of a PromQL expression over the present ([5m]; subquery steps are not windows, and a
+# window moved back with `offset` reads history, not the breach).
+_RANGE_RE = re.compile(r"\[(\d+[smhdw](?:\d+[smhdw])*)(?::[^\]]*)?\](?!\s*offset)")
+# Windows that average a counter's increase: a step into a breach reaches them gradually.
+_RATE_RANGE_RE = re.compile(r"\b(?:rate|increase)\s*\([^()\[]*\[(\d+[smhdw](?:\d+[smhdw])*)\](?!\s*offset)")
 
 
 def parse_duration(text: str) -> int:
@@ -86,6 +91,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
     system: str = ""
+    origin: str = "target"  # target | exporter | push: who publishes it
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,23 @@ class Threshold:
     description: str | None = None  # replaces the generated description when the entry gives one
     entry_values: tuple[float, ...] = ()  # the alert values of every level of the entry
     standard_name: bool = False  # the alert name is a convention of its own (Watchdog), not prefixed
+
+    @property
+    def window_seconds(self) -> int:
+        """The longest range window the signal reads (0: an instant signal)."""
+        return max((parse_duration(w) for w in _RANGE_RE.findall(self.signal)), default=0)
+
+    @property
+    def rate_window_seconds(self) -> int:
+        """The longest rate()/increase() window of the signal: how long a step into a breach takes to
+        fill it (0: the signal follows its samples at once)."""
+        return max((parse_duration(w) for w in _RATE_RANGE_RE.findall(self.signal)), default=0)
+
+    @property
+    def detection_seconds(self) -> int:
+        """Detection time for a sustained breach that starts from a healthy state: the rate window full of
+        breaching samples, then `for` (plus up to one scrape and one evaluation interval at run time)."""
+        return self.rate_window_seconds + parse_duration(self.for_)
 
     @property
     def expr(self) -> str:

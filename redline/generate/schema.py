@@ -97,6 +97,12 @@ class Metric(Strict):
     buckets: list[float] | None = Field(
         None, description="histograms only: bucket bounds, strictly increasing; every threshold one of them"
     )
+    origin: Literal["target", "exporter", "push"] = Field(
+        "target",
+        description="who publishes it: the system's scraped service (target), another exporter or "
+        "Prometheus (exporter), or OTLP senders such as browsers (push); `redline verify-target` checks "
+        "the target's",
+    )
 
     @model_validator(mode="after")
     def _buckets(self) -> Metric:

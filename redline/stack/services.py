@@ -20,6 +20,7 @@ from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
+VMAGENT_RELABEL = PROMETHEUS / "vmagent-relabel.yml"  # rendered from topology.OTLP_LABELS
 
 
 class StackError(Exception):
@@ -248,6 +249,8 @@ SERVICES: list[Service] = [
             "--web.enable-lifecycle",
             "--web.enable-remote-write-receiver",
             ctx.web_config_flag,
+            # pushed (OTLP) series have no staleness markers: they end this long after their last sample
+            f"--query.lookback-delta={topology.LOOKBACK_DELTA}",
         ],
         binaries=("prometheus",),
         auth=True,
@@ -293,6 +296,8 @@ SERVICES: list[Service] = [
             f"-httpListenAddr=127.0.0.1:{ctx.port('vmagent')}",
             f"-remoteWrite.url={ctx.url('prometheus')}/api/v1/write",
             f"-remoteWrite.tmpDataPath={ctx.path('data', 'vmagent')}",
+            # OTLP resource attributes -> job, instance, system
+            f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
             "-loggerLevel=WARN",
             *_vmagent_auth(ctx),
         ],

@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from redline import credentials
+from redline.paths import PROMETHEUS
 from redline.testing.processes import free_port, running, tool
+
+VMAGENT_RELABEL = PROMETHEUS / "vmagent-relabel.yml"  # the stack's OTLP label mapping
 
 
 @contextlib.contextmanager
@@ -56,8 +59,8 @@ def prometheus(
 def vmagent(
     folder: Path, prometheus_url: str, *flags: str, port: int | None = None, name: str = "vmagent"
 ) -> Iterator[str]:
-    """vmagent remote-writing into a Prometheus every 200 ms (its buffer and log under `folder`);
-    yields its OTLP/HTTP endpoint once /health answers."""
+    """vmagent remote-writing into a Prometheus every 200 ms (its buffer and log under `folder`), with the
+    stack's OTLP label mapping; yields its OTLP/HTTP endpoint once /health answers."""
     port = port or free_port()
     cmd = [
         tool("vmagent"),
@@ -65,5 +68,6 @@ def vmagent(
         f"-remoteWrite.url={prometheus_url}/api/v1/write",
     ]
     cmd += [f"-remoteWrite.tmpDataPath={folder / (name + '-data')}", "-remoteWrite.flushInterval=200ms"]
+    cmd.append(f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}")
     with _serving([*cmd, "-loggerLevel=WARN", *flags], port, "/health", folder / f"{name}.log") as url:
         yield f"{url}/opentelemetry/v1/metrics"

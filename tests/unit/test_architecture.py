@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("redline.generate.load",),
     ("redline.generate.validate",),
     ("redline.generate.render", "redline.generate.files"),
-    ("redline.generate.cli", "redline.console"),
+    ("redline.generate.cli", "redline.console", "redline.verify_target"),
     ("redline.testing",),
     ("redline.cli", "redline.generate", "redline"),
 ]

@@ -18,7 +18,15 @@ from redline.generate.conventions import (
 )
 from redline.generate.humanize import format_value, humanize_duration, humanize_percentage
 from redline.generate.markdown import code_fence, code_span, inline, link_text
-from redline.generate.model import Catalogue, Runbook, Slo, System, Threshold, parse_duration
+from redline.generate.model import (
+    Catalogue,
+    Runbook,
+    Slo,
+    System,
+    Threshold,
+    format_duration,
+    parse_duration,
+)
 from redline.generate.render.common import markdown_header
 
 
@@ -50,6 +58,7 @@ def threshold_section(catalogue: Catalogue, levels: list[Threshold]) -> list[str
             f"(target: {target_phrase(level)}). "
             f'Source {code_span(level.source)}: "{inline(level.quote)}"'
         )
+    lines += ["", *detection_lines(levels)]
     lines += [
         "",
         "**Signal** (PromQL; the alert fires while this condition holds):",
@@ -61,6 +70,29 @@ def threshold_section(catalogue: Catalogue, levels: list[Threshold]) -> list[str
         lines += [f"Recorded as `{first.record}`.", ""]
     lines += [f"**Dashboard**: {dashboard_url(catalogue.settings, first.system, first.id)}", ""]
     return lines + _common(first.runbook)
+
+
+def detection_lines(levels: list[Threshold]) -> list[str]:
+    """How long a sustained breach takes to fire each level (checked by the generated promtool tests)."""
+    out = []
+    for level in levels:
+        window, hold = level.rate_window_seconds, level.for_
+        total = format_duration(level.detection_seconds)
+        if window:
+            how = (
+                f"the {format_duration(window)} rate window fills with breaching samples, then the condition "
+                f"holds for `for` ({hold}); a breach far past the threshold crosses sooner"
+            )
+        else:
+            how = f"`for` ({hold}) from the first breaching sample"
+        prefix = f"`{level.severity}`: " if len(levels) > 1 else ""
+        out.append(f"- {prefix}**{total}**: {how}.")
+    return [
+        "**Detection time** for a sustained breach that starts from a healthy value (add up to one scrape "
+        "interval and one rule evaluation; checked by the generated promtool tests):",
+        "",
+        *out,
+    ]
 
 
 def _lower_first(text: str) -> str:
@@ -82,18 +114,26 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
         "",
         "**Burn-rate alerts** (both windows of a row must burn faster than the factor times the budget):",
         "",
-        "| severity | factor | long window | short window | error ratio above | for |",
-        "|---|---|---|---|---|---|",
+        "| severity | factor | long window | short window | error ratio above | for "
+        "| detection at 2x the factor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for severity, tiers in tiers_by_severity(catalogue).items():
         for tier in tiers:
+            at_double = parse_duration(tier.long_window) // 2 + parse_duration(tier.for_)
             lines.append(
                 f"| {severity} | {tier.factor:g}x | {tier.long_window} | {tier.short_window} | "
-                f"{humanize_percentage(tier.factor * slo.error_budget)} | {tier.for_} |"
+                f"{humanize_percentage(tier.factor * slo.error_budget)} | {tier.for_} | "
+                f"{format_duration(at_double)} |"
             )
     windows = ", ".join(burn_rate_windows(catalogue))
     lines += ["", *_after_an_outage(catalogue, slo)]
     lines += [
+        "**Detection time** for a sustained error ratio r: a tier fires once its long window averages above "
+        "factor x budget, i.e. after long window x factor / (r / budget) + `for` (r above factor x budget; "
+        "the short window fills sooner). A breach just past the objective only ever spends the budget "
+        "slowly: the threshold alerts of this system say it within their `for`.",
+        "",
         f"**Error ratio** (PromQL, recorded as "
         f'`{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
         f" and {slo.period}; budget left in `slo:error_budget_remaining:ratio`):",
