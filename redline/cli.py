@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("redline.stack.runner", "stop the native stack"),
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
     "restart": ("redline.stack.runner", "stop and start one service of the native stack"),
+    "targets": ("redline.stack.targets", "what Prometheus scrapes and probes, and whether each answers"),
     "secrets": (
         "redline.stack.runner",
         "create the run folder's credentials without starting anything (docker compose reads them)",

@@ -57,7 +57,14 @@ class _Strict(BaseModel):
 class Database(_Strict):
     """The pipeline's job table: the DSN is read from a file (mode 0600), never written here."""
 
-    dsn_file: str = Field(description="absolute path of a file whose first line is the libpq DSN")
+    dsn_file: str = Field(
+        pattern=r"^/", description="absolute path of a file whose first line is the libpq DSN"
+    )
+    sql_file: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="the job exporter's queries for a table of another shape (see docs/instrumenting)",
+    )
 
 
 class Environment(_Strict):

@@ -127,6 +127,18 @@ def write_alertmanager_profile(ctx: Context) -> list[str]:
     return left_out
 
 
+def link_operator_secrets(ctx: Context) -> Path:
+    """Link the operator's secret files (alertmanager/secrets/ of the checkout: a PagerDuty key, Slack
+    URLs...) into the run folder, where Alertmanager reads them; returns that folder of the checkout."""
+    operator_secrets = ALERTMANAGER / "secrets"
+    secrets_dir = ctx.path("alertmanager", "secrets")
+    for secret in sorted(operator_secrets.glob("*")) if operator_secrets.is_dir() else []:
+        link = secrets_dir / secret.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(secret)
+    return operator_secrets
+
+
 def _secret_there(base: Path, relative: str | None) -> bool:
     return relative is None or (base / relative).is_file()
 
@@ -184,6 +196,7 @@ def refresh(folder: Path, alertmanager_yml: Path) -> list[str]:
         ctx = dataclasses.replace(ctx, inventory=fresh.model_copy(update={"demo": ctx.inventory.demo}))
     ctx = dataclasses.replace(ctx, alertmanager_config=alertmanager_yml)
     files = write_targets(ctx, services)
+    link_operator_secrets(ctx)
     left_out = write_alertmanager_profile(ctx)
     save_context(ctx, services)
     lines.append(f"run folder {folder}: target files {', '.join(files)} written anew")
@@ -212,11 +225,7 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
     # the sink's token as the URL's basic-auth password (the URL file is itself a secret).
     secrets_dir = ctx.path("alertmanager", "secrets")
     secrets_dir.mkdir(exist_ok=True)
-    operator_secrets = ALERTMANAGER / "secrets"
-    for secret in sorted(operator_secrets.glob("*")) if operator_secrets.is_dir() else []:
-        link = secrets_dir / secret.name
-        link.unlink(missing_ok=True)
-        link.symlink_to(secret)
+    operator_secrets = link_operator_secrets(ctx)
     token = credentials.read_secret(ctx.secret(credentials.PAGER_SINK_TOKEN_FILE))
     sink = f"http://{SINK_URL_USER}:{token}@127.0.0.1:{ctx.port('pager-sink')}"
     for receiver in SINK_RECEIVERS:

@@ -214,7 +214,8 @@ def _job_table(ctx: Context) -> list[str]:
     """The job exporter's DSN option: the inventory's pipeline database, else the demo's local one."""
     database = ctx.inventory.database()
     if database is not None:
-        return [f"--dsn-file={database.dsn_file}"]
+        queries = [f"--sql-file={database.sql_file}"] if database.sql_file else []
+        return [f"--dsn-file={database.dsn_file}", *queries]
     return [f"--dsn={pg_dsn(ctx, role=PG_JOB_EXPORTER)}"]
 
 

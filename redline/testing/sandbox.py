@@ -158,10 +158,10 @@ class Sandbox:
         try:
             result = self.redline(*args)
         except BaseException:  # a timeout kills `redline up`, not the supervisord it started
-            self._stop(keep=False)
+            self.stop(keep=False)
             raise
         if result.returncode != 0:
-            self._stop(keep=False)
+            self.stop(keep=False)
             raise RuntimeError(f"redline up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         self.up_output = result.stdout
         return self
@@ -169,9 +169,9 @@ class Sandbox:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop(keep=exc_type is not None)
+        self.stop(keep=exc_type is not None)
 
-    def _stop(self, keep: bool) -> None:
+    def stop(self, keep: bool = False) -> None:
         """`redline down`; the run folder is removed unless kept for inspection (after a failure)."""
         down = self.redline("down")
         if down.returncode != 0:

@@ -48,9 +48,10 @@ def bundle(guide: Path, entry: str, out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serve_site(folder: Path, otlp_url: str) -> Iterator[str]:
-    """`folder` served on 127.0.0.1, with POST /v1/metrics forwarded to `otlp_url`; yields the base URL."""
-    handler = functools.partial(_SiteHandler, otlp_url, directory=str(folder))
+def serve_site(folder: Path, otlp_url: str, otlp_headers: dict[str, str]) -> Iterator[str]:
+    """`folder` served on 127.0.0.1, with POST /v1/metrics forwarded to `otlp_url` with `otlp_headers`
+    (the gateway's credentials stay on the server, never in the page); yields the base URL."""
+    handler = functools.partial(_SiteHandler, otlp_url, otlp_headers, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -62,8 +63,8 @@ def serve_site(folder: Path, otlp_url: str) -> Iterator[str]:
 
 
 class _SiteHandler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, otlp_url: str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.otlp_url = otlp_url
+    def __init__(self, otlp_url: str, otlp_headers: dict[str, str], *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.otlp_url, self.otlp_headers = otlp_url, otlp_headers
         super().__init__(*args, **kwargs)
 
     def do_POST(self) -> None:
@@ -72,7 +73,10 @@ class _SiteHandler(http.server.SimpleHTTPRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         request = urllib.request.Request(
-            self.otlp_url, data=body, headers={"Content-Type": self.headers["Content-Type"]}, method="POST"
+            self.otlp_url,
+            data=body,
+            headers={**self.otlp_headers, "Content-Type": self.headers["Content-Type"]},
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:

@@ -11,6 +11,7 @@ missing one fails with the line that installs it.
 from __future__ import annotations
 
 import shutil
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,18 @@ class ClientStack:
     @property
     def otlp_url(self) -> str:
         return f"{self.sandbox.url('vmagent')}/opentelemetry/v1/metrics"
+
+    @property
+    def otlp_headers(self) -> dict[str, str]:
+        """The stack's credentials, which vmagent requires on every push."""
+        return self.sandbox.auth
+
+    @property
+    def otlp_headers_env(self) -> dict[str, str]:
+        """The same credentials as the OpenTelemetry SDKs read them from the environment
+        (OTEL_EXPORTER_OTLP_METRICS_HEADERS, values URL-encoded)."""
+        pairs = [f"{name}={urllib.parse.quote(value)}" for name, value in self.otlp_headers.items()]
+        return {"OTEL_EXPORTER_OTLP_METRICS_HEADERS": ",".join(pairs)}
 
 
 @pytest.fixture(scope="session")

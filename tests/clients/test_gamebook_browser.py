@@ -35,7 +35,7 @@ GUIDE = ROOT / "docs" / "instrumenting" / "browser.md"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, client_stack: ClientStack) -> Iterator[str]:
     folder = bundle(GUIDE, "main.js", tmp_path_factory.mktemp("site"))
-    with serve_site(folder, client_stack.otlp_url) as url:
+    with serve_site(folder, client_stack.otlp_url, client_stack.otlp_headers) as url:
         yield url
 
 
@@ -138,7 +138,7 @@ def test_vmagent_refuses_otlp_json(client_stack: ClientStack) -> None:
     request = urllib.request.Request(
         client_stack.otlp_url,
         data=json.dumps({"resourceMetrics": []}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={**client_stack.otlp_headers, "Content-Type": "application/json"},
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as refused:

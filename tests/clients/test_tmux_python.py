@@ -68,6 +68,7 @@ class Monitors:
         env = {
             **os.environ,
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": self.stack.otlp_url,
+            **self.stack.otlp_headers_env,
             "MONITOR_INSTANCE": instance,
             "MONITOR_PUSH_SECONDS": "1",
         }
