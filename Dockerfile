@@ -1,6 +1,8 @@
-# The redline image: the Python parts of the stack (`redline exporter host|jobs`, `redline demo`,
-# `redline pager-sink`) for docker-compose.yml. Runs as an unprivileged user on a read-only root.
-FROM python:3.11.13-slim-bookworm
+# The redline images of docker-compose.yml, both run as an unprivileged user on a read-only root:
+# - target `runtime` (default): `redline exporter host|jobs`, `redline demo`, `redline pager-sink`;
+# - target `console`: `redline console`, which also needs the catalogue, its rendered runbooks and the
+#   generator's and the web application's dependencies (extra `console`).
+FROM python:3.11.13-slim-bookworm AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -24,3 +26,10 @@ RUN python -m venv /opt/redline \
 USER 10001:10001
 ENTRYPOINT ["redline"]
 CMD ["--help"]
+
+FROM runtime AS console
+USER 0:0
+COPY thresholds/ thresholds/
+COPY docs/runbooks/ docs/runbooks/
+RUN /opt/redline/bin/pip install --editable '.[console]'
+USER 10001:10001

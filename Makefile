@@ -9,13 +9,17 @@ PROMTOOL := .tools/bin/promtool
 AMTOOL := .tools/bin/amtool
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The conformance suite's real client libraries (tests/clients): pinned npm packages and Debian's Chromium.
+CLIENTS_NODE := tests/clients/node
+NODE_STAMP := $(CLIENTS_NODE)/node_modules/.redline-installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help setup tools up up-ha down status test test-unit test-integration test-e2e lint generate check bench clean
+.PHONY: help setup tools clients chromium up up-ha down status test test-unit test-integration test-e2e test-clients lint generate check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-setup: $(STAMP) tools ## create .venv and fetch the pinned binaries (idempotent, cached)
+setup: $(STAMP) tools clients ## create .venv, fetch the pinned binaries, install the client libraries (idempotent, cached)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -28,6 +32,27 @@ $(STAMP): pyproject.toml
 
 tools: $(STAMP)
 	@$(REDLINE) setup-tools
+
+clients: $(NODE_STAMP) chromium
+
+# npm ci from the committed lockfile (exact versions); again only when the lockfile changes.
+$(NODE_STAMP): $(CLIENTS_NODE)/package.json $(CLIENTS_NODE)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node 20 and npm are needed for tests/clients: apt-get install nodejs npm"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' \
+		|| { echo "tests/clients needs Node >= 20 (node is $$(node --version))"; exit 1; }
+	@echo "==> npm ci in $(CLIENTS_NODE) (prom-client, OpenTelemetry JS, esbuild)"
+	@cd $(CLIENTS_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+# Debian's chromium for the browser tests (Playwright drives it; no browser download of its own).
+chromium:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "==> apt-get install chromium"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing: run 'sudo apt-get install chromium' (or 'sudo make setup') once"; exit 1; \
+		fi; }
 
 up: setup ## start the native stack on 127.0.0.1 and print its status table
 	@$(REDLINE) up
@@ -44,10 +69,9 @@ status: ## show the native stack's services and URLs
 generate: $(STAMP) ## render thresholds/ into rules, tests, runbooks, dashboards
 	@$(REDLINE) generate
 
-check: setup ## fail when generated files drift from the catalogue; validate every config with promtool/amtool
+check: setup ## fail when generated files drift from the catalogue or their promtool tests fail; validate configs
 	@$(REDLINE) check
 	@$(PROMTOOL) check rules prometheus/rules/*.yml
-	@$(PROMTOOL) test rules prometheus/tests/*.yml
 	@$(AMTOOL) check-config alertmanager/alertmanager.yml
 
 lint: $(STAMP) ## ruff and mypy
@@ -55,8 +79,8 @@ lint: $(STAMP) ## ruff and mypy
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test: setup lint check ## lint, drift and config checks, then every test tier (unit, integration, e2e)
-	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
+test: setup lint check ## lint, drift and config checks, then every test tier (unit, integration, e2e, clients)
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit tests/integration tests/e2e tests/clients
 
 test-unit: $(STAMP) ## the unit tier: no binary at all, seconds (catalogue, generator, OTLP, collectors on fixtures)
 	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
@@ -67,11 +91,14 @@ test-integration: setup ## the integration tier: real promtool, Prometheus, Aler
 test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
 	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
 
-BENCHMARKS := host_vs_node instrumentation alert_latency rollback scale backtest
+test-clients: setup ## the conformance suite: real client libraries (Node prom-client, OTel JS in Chromium) against the stack
+	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/clients
 
-bench: setup ## run the benchmarks in bench/ and print their figures (about 15 minutes)
+BENCHMARKS := host_vs_node exporter_connections instrumentation alert_latency rollback scale catalogue_fuzz alertmanager_ha node_idle_heap backtest
+
+bench: setup ## run the benchmarks in bench/ and print their figures (about 40 minutes)
 	@for name in $(BENCHMARKS); do echo "==> bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
 clean: ## remove .venv, .tools and the run folder .run (stop the stack first)
 	@if [ -x $(REDLINE) ]; then $(REDLINE) down >/dev/null; fi
-	rm -rf $(VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache *.egg-info $(CLIENTS_NODE)/node_modules

@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from redline.telemetry.instrument import Instrumentation, catalogue_buckets
 from redline.telemetry.web import serve
+from redline.testing.components import stack_password
 
 WORKERS = 4
 TICK_SECONDS = 0.5
@@ -131,6 +132,7 @@ def prometheus_config(folder: Path, prom_port: int, monitor_ports: list[int], ho
     """The repository's prometheus.yml and rules with target files for this run."""
     (folder / "targets").mkdir(parents=True)
     shutil.copy(ROOT / "prometheus" / "prometheus.yml", folder / "prometheus.yml")
+    stack_password(folder / "prometheus.yml")
     (folder / "rules").symlink_to(ROOT / "prometheus" / "rules")
     targets = {
         "prometheus": [{"targets": [f"127.0.0.1:{prom_port}"], "labels": {"system": "redline"}}],

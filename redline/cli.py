@@ -16,11 +16,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("redline.stack.runner", "start the native stack (127.0.0.1) and print its status table"),
     "down": ("redline.stack.runner", "stop the native stack"),
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
+    "restart": ("redline.stack.runner", "stop and start one service of the native stack"),
+    "targets": ("redline.stack.targets", "what Prometheus scrapes and probes, and whether each answers"),
+    "secrets": (
+        "redline.stack.runner",
+        "create the run folder's credentials without starting anything (docker compose reads them)",
+    ),
     "generate": ("redline.generate.cli", "render the catalogue into rules, tests, runbooks, dashboards"),
     "check": ("redline.generate.cli", "fail when generated files differ from what the catalogue renders"),
+    "verify-target": (
+        "redline.verify_target",
+        "scrape a live service and check it against its system's metric contract (exit 1 on a mismatch)",
+    ),
     "exporter": ("redline.exporters.cli", "run an exporter: 'host' (host, processes) or 'jobs' (job queue)"),
     "demo": ("redline.demo.cli", "simulate the four monitored systems; 'demo fault' injects faults"),
     "pager-sink": ("redline.receivers.pager_sink", "webhook receiver standing in for the paging service"),
+    "ledger": ("redline.receivers.ledger_cli", "pages, tickets, flapping and time to resolve per alert"),
+    "console": ("redline.console.cli", "the on-call console: alerts, signals, runbooks, silences, history"),
     "reload": ("redline.stack.reload", "validate configs, then reload the running Prometheus, Alertmanager"),
     "rollback": ("redline.stack.reload", "restore the previous commit's configs and reload"),
     "backtest": (
@@ -30,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Subcommands that share a module get their own name passed as the first argument.
-SHARED_MODULE = {"up", "down", "status", "generate", "check", "reload", "rollback"}
+SHARED_MODULE = {"up", "down", "status", "restart", "secrets", "generate", "check", "reload", "rollback"}
 
 
 def _parser() -> argparse.ArgumentParser:

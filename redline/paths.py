@@ -6,6 +6,7 @@ generator its catalogue. An exporter installed on its own (the container image) 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,3 +14,16 @@ THRESHOLDS = ROOT / "thresholds"
 PROMETHEUS = ROOT / "prometheus"
 ALERTMANAGER = ROOT / "alertmanager"
 GRAFANA = ROOT / "grafana"
+
+
+RUN_DIR_ENV = "REDLINE_RUN_DIR"
+
+
+def run_dir() -> Path:
+    """The native stack's run folder: $REDLINE_RUN_DIR, else .run/ in the checkout."""
+    return Path(os.environ.get(RUN_DIR_ENV) or ROOT / ".run")
+
+
+def ledger_url(run: Path | None = None) -> str:
+    """The run folder's alert ledger: the pager-sink writes it; the console and `redline ledger` read it."""
+    return f"sqlite:///{(run or run_dir()) / 'pager-sink' / 'ledger.db'}"

@@ -56,7 +56,19 @@ def load_text(text: str, name: str, *, max_depth: int = MAX_DEPTH) -> Any:
         _check_events(text, name, max_depth)
         return yaml.load(text, Loader=_Loader)  # a safe loader (no object tags), checked above
     except yaml.YAMLError as err:
-        raise YamlInputError(name, f"not valid YAML: {' '.join(str(err).split())}") from None
+        raise YamlInputError(name, _yaml_problem(err, max_depth)) from None
+
+
+def _yaml_problem(err: yaml.YAMLError, max_depth: int) -> str:
+    """One line: where and what, without PyYAML's '<unicode string>' and line breaks."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem_mark is None:
+        return f"not valid YAML: {' '.join(str(err).split())}"
+    where = f"line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}"
+    problem = " ".join(str(err.problem).split())
+    if "maximum nesting depth" in problem:  # libyaml's own limit, met while it scans ahead of our check
+        return f"{where}: nested deeper than {max_depth} levels"
+    context = f" ({' '.join(str(err.context).split())})" if err.context else ""
+    return f"{where}: not valid YAML: {problem}{context}"
 
 
 def _check_events(text: str, name: str, max_depth: int) -> None:

@@ -28,7 +28,7 @@ from redline.paths import ROOT
 VERSIONS_FILE = ROOT / "tools" / "versions.yml"
 TOOLS_DIR = Path(os.environ.get("REDLINE_TOOLS_DIR", ROOT / ".tools"))
 BIN_DIR = TOOLS_DIR / "bin"
-MANIFEST = TOOLS_DIR / "manifest.json"
+MANIFEST_NAME = "manifest.json"  # in the tools folder: what each fetched binary is
 
 
 def binary(name: str) -> str | None:
@@ -117,7 +117,7 @@ def parse_version(text: str) -> Version | None:
 
 def _manifest() -> dict:
     try:
-        return dict(json.loads(MANIFEST.read_text()))
+        return dict(json.loads((TOOLS_DIR / MANIFEST_NAME).read_text()))
     except (OSError, ValueError):
         return {}
 
@@ -126,7 +126,9 @@ def installed_version(tool: Tool, binary: Path | str) -> Version | None:
     """The version a binary reports (or, where it reports none, the package version recorded at fetch)."""
     if tool.version_from_package:
         recorded = _manifest().get(tool.name, {})
-        if str(recorded.get("binary")) == str(binary):
+        # Recorded relative to the tools folder (older manifests: absolute), so a moved checkout keeps it.
+        where = TOOLS_DIR / str(recorded.get("binary", ""))
+        if recorded and where.resolve() == Path(binary).resolve():
             return parse_version(recorded.get("package_version", ""))
         return None
     try:
@@ -273,8 +275,11 @@ def fetch_all(
             partial.replace(target)
             for folder in tool.data:
                 _install_data(unpacked[tool.package] / folder, Path("/") / folder)
-            manifest[tool.name] = {"binary": str(target), "package_version": apt.candidate(tool.package)}
-            MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            manifest[tool.name] = {
+                "binary": str(target.relative_to(TOOLS_DIR)),
+                "package_version": apt.candidate(tool.package),
+            }
+            (TOOLS_DIR / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             versions[tool.name] = check_tool(tool, target, versions_file)
     return versions
 

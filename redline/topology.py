@@ -19,6 +19,22 @@ from dataclasses import dataclass, field
 # The monitored systems, in the order every generated file lists them; each has thresholds/<id>.yml.
 SYSTEMS: tuple[str, ...] = ("gamebook", "qerrors", "pipeline", "tmux", "host", "redline")
 
+# OTLP resource attributes -> the labels every rule reads, applied by both OTLP gateways (vmagent natively,
+# `prometheus/vmagent-relabel.yml`; the Collector under compose, its `transform/redline-labels` processor),
+# both rendered from this table by `redline generate`. A label takes the last attribute present in its
+# list, so `redline.system` wins over `service.namespace`. Pushed series thus carry job, instance and system
+# like scraped ones, and a service that only pushes can alert (docs/instrumenting/README.md).
+OTLP_LABELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("job", ("service.name",)),
+    ("instance", ("service.instance.id",)),
+    ("system", ("service.namespace", "redline.system")),
+)
+# How long a pushed series that stops arriving still counts as current: Prometheus' lookback
+# (--query.lookback-delta on both stacks). Scraped series end at once (staleness markers); pushed ones have
+# none, so without this a browser that closed would keep its last FPS for the default 5 minutes. OTLP
+# senders must export more often than this (docs/instrumenting/README.md: every 10 s).
+LOOKBACK_DELTA = "1m"
+
 PROBE_JOB = "blackbox"  # the scrape job whose targets are the URLs blackbox_exporter probes
 PROBER = "blackbox"  # the endpoint that probes them
 
@@ -35,6 +51,8 @@ class Job:
     comment: str
     interval: str | None = None  # None: the global scrape_interval of prometheus.yml
     file: str = ""  # target file stem; default the job name
+    serves: str | None = None  # the system whose own services this job scrapes (inventory entries land here)
+    auth: bool = False  # its targets need the stack's basic auth (redline/credentials.py)
 
     @property
     def target_file(self) -> str:
@@ -68,16 +86,21 @@ class Endpoint:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("prometheus", "The stack itself."),
-    Job("alertmanager", "", file="alertmanager-metrics"),
-    Job("vmagent", ""),
+    Job("prometheus", "The stack itself: behind basic auth, like the probes' blackbox_exporter.", auth=True),
+    Job("alertmanager", "", file="alertmanager-metrics", auth=True),
+    Job("vmagent", "", auth=True),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
-    Job("node", ""),
-    Job("gamebook", "The monitored systems (the demo simulates them locally).", interval="1s"),
-    Job("qerrors", "", interval="1s"),
-    Job("pipeline-api", "", interval="1s"),
+    Job("node", "", serves="host"),
+    Job(
+        "gamebook",
+        "The monitored systems (the demo simulates them locally).",
+        interval="1s",
+        serves="gamebook",
+    ),
+    Job("qerrors", "", interval="1s", serves="qerrors"),
+    Job("pipeline-api", "", interval="1s", serves="pipeline"),
     Job("pipeline-jobs", "", interval="1s"),
-    Job("tmux-monitor", "", interval="1s"),
+    Job("tmux-monitor", "", interval="1s", serves="tmux"),
     Job("postgres", ""),
     Job(
         PROBE_JOB,
@@ -85,6 +108,7 @@ JOBS: tuple[Job, ...] = (
         "__blackbox_address__ names the exporter that probes it.",
         interval="1s",
         file="probes",
+        auth=True,
     ),
 )
 
@@ -152,9 +176,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "demo-tmux", 9205, "demo", "tmux-monitor", {"system": "tmux"}, probe="/health", test_target=True
     ),
     Endpoint("grafana", 3000, "grafana"),
+    Endpoint("console", 9400, "console"),
 )
 
 DEMO_PREFIX = "demo-"  # the demo's endpoints are demo-<part>; the part names its port on `redline demo`
+
+
+def job_serving(system: str) -> Job:
+    """The scrape job of a system's own services (where the inventory's scrape addresses go)."""
+    for job in JOBS:
+        if job.serves == system:
+            return job
+    raise TopologyError(f"no scrape job serves system {system!r} in redline/topology.py")
 
 
 def endpoint(name: str) -> Endpoint:

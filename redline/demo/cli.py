@@ -14,10 +14,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from prometheus_client import disable_created_metrics
 
-from redline import topology
+from redline import credentials, topology
 from redline.argtypes import positive_float
 from redline.demo.control import Control, SystemServer
 from redline.demo.faults import FAULTS, describe
@@ -27,6 +28,7 @@ from redline.demo.qerrors import QErrors
 from redline.demo.system import SimulatedSystem, Traffic
 from redline.demo.tmux import TmuxMonitor
 from redline.exporters.jobs.dsn import check_dsn
+from redline.paths import RUN_DIR_ENV, run_dir
 from redline.telemetry.contract import HISTOGRAM_BUCKETS
 from redline.telemetry.web import serve
 
@@ -52,7 +54,8 @@ def run_parser() -> argparse.ArgumentParser:
             "endpoint for fault injection.\n\n"
             "Other forms:\n"
             "  redline demo fault SYSTEM FAULT [--clear] [--control URL]   inject or clear a fault\n"
-            "  redline demo faults [--control URL]                         list faults and their state"
+            "  redline demo faults [--control URL]                         list faults and their state\n\n"
+            "Injecting and clearing faults needs the control token (--control-token-file)."
         ),
         epilog="faults (SYSTEM FAULT):\n" + describe(),
     )
@@ -81,7 +84,21 @@ def run_parser() -> argparse.ArgumentParser:
         help="OTLP/HTTP receiver for the browsers' FPS gauge, e.g. http://127.0.0.1:8429/opentelemetry/v1/metrics",
     )
     parser.add_argument(
+        "--otlp-password-file",
+        type=Path,
+        help=f"password of user {credentials.USER} for the OTLP receiver's basic auth (the native stack's "
+        "vmagent); without it the OTEL_EXPORTER_OTLP_HEADERS variables apply",
+    )
+    parser.add_argument(
         "--otlp-interval", type=positive_float, default=15.0, help="seconds between FPS pushes (15)"
+    )
+    parser.add_argument(
+        "--control-token-file",
+        type=Path,
+        default=default_token_file(),
+        help="the token POST and DELETE on the control endpoint need (default RUN/secrets/"
+        f"{credentials.DEMO_TOKEN_FILE} of the run folder, ${RUN_DIR_ENV} or .run; created when "
+        "missing)",
     )
     parser.add_argument(
         "--traffic-scale", type=positive_float, default=1.0, help="multiply request rates (1.0)"
@@ -95,6 +112,11 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed (default: random)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
+
+
+def default_token_file() -> Path:
+    """RUN/secrets/demo-token of the default run folder (REDLINE_RUN_DIR, else .run)."""
+    return credentials.secret_path(run_dir(), credentials.DEMO_TOKEN_FILE)
 
 
 def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, int]:
@@ -122,7 +144,9 @@ def resolve_ports(base_port: int | None, overrides: Sequence[str]) -> dict[str, 
     return ports
 
 
-def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, SimulatedSystem]:
+def build_systems(
+    args: argparse.Namespace, dsn: str | None, otlp_headers: dict[str, str] | None = None
+) -> dict[str, SimulatedSystem]:
     """The simulated systems by control name."""
     buckets = HISTOGRAM_BUCKETS  # the catalogue's (redline/telemetry/contract.py)
     instrument_buckets = {k: v for k, v in buckets.items() if k.startswith("redline_")}
@@ -132,6 +156,7 @@ def build_systems(args: argparse.Namespace, dsn: str | None) -> dict[str, Simula
             buckets=buckets.get("http_request_duration_seconds"),
             otlp_endpoint=args.otlp_endpoint,
             otlp_interval=args.otlp_interval,
+            otlp_headers=otlp_headers,
         ),
         QErrors("production", buckets=buckets.get("qerrors_request_duration_seconds")),
         QErrors("staging", buckets=buckets.get("qerrors_request_duration_seconds")),
@@ -166,12 +191,17 @@ def run(argv: list[str]) -> int:
         dsn = args.pipeline_dsn or os.environ.get(PIPELINE_DSN_ENV) or None
         if dsn:
             check_dsn(dsn, "--pipeline-dsn")
-        systems = build_systems(args, dsn)
+        token = _secret(args.control_token_file, "--control-token-file", create=True)
+        otlp_headers = None
+        if args.otlp_password_file:
+            password = _secret(args.otlp_password_file, "--otlp-password-file")
+            otlp_headers = {"Authorization": credentials.basic_auth(credentials.USER, password)}
+        systems = build_systems(args, dsn, otlp_headers)
         for name, system in systems.items():
             server = SystemServer(system, args.host, ports[name])
             server.start()
             servers.append(server)
-        control = Control({server.system.name: server for server in servers})
+        control = Control({server.system.name: server for server in servers}, token)
         control_server = serve(control.registry, f"{args.host}:{ports['control']}", routes=control.routes())
     except (UsageError, ValueError, OSError) as err:
         for server in servers:
@@ -199,12 +229,32 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def add_control_argument(parser: argparse.ArgumentParser) -> None:
-    """--control URL, by default the demo control endpoint of redline/topology.py on 127.0.0.1."""
+def _secret(path: Path, option: str, create: bool = False) -> str:
+    """A secret file's value (generated first when `create`); UsageError naming the option."""
+    try:
+        if create:  # the default file of the run folder, with its folder when missing
+            return credentials.ensure_secret(path, make_folder=path == default_token_file())
+        return credentials.read_secret(path)
+    except credentials.CredentialsError as err:
+        raise UsageError(f"{option} {err}") from None
+
+
+def add_control_argument(parser: argparse.ArgumentParser, token: bool = False) -> None:
+    """--control URL, by default the demo control endpoint of redline/topology.py on 127.0.0.1; with
+    `token`, --token-file, the control token that injecting and clearing faults need."""
     endpoint = topology.endpoint(PORT_KEYS["control"])
     parser.add_argument(
         "--control",
         help=f"demo control URL (default: http://127.0.0.1:{endpoint.port}, or ${endpoint.env_name}'s port)",
+    )
+    if not token:
+        return
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=default_token_file(),
+        help=f"the demo's control token (default RUN/secrets/{credentials.DEMO_TOKEN_FILE} of the run "
+        f"folder, ${RUN_DIR_ENV} or .run: what `redline up` gave the demo)",
     )
 
 
@@ -218,9 +268,10 @@ def control_url(args: argparse.Namespace) -> str:
         raise UsageError(str(err)) from None
 
 
-def control_request(control: str, method: str, path: str) -> tuple[int, object]:
-    """One request to the demo's control endpoint: (HTTP status, decoded JSON body)."""
-    request = urllib.request.Request(control.rstrip("/") + path, method=method)
+def control_request(control: str, method: str, path: str, token: str | None = None) -> tuple[int, object]:
+    """One request to the demo's control endpoint (with the control token): (HTTP status, JSON body)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(control.rstrip("/") + path, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -239,7 +290,7 @@ def fault(argv: list[str]) -> int:
     parser.add_argument("system", choices=list(FAULTS))
     parser.add_argument("fault")
     parser.add_argument("--clear", action="store_true", help="turn the fault off")
-    add_control_argument(parser)
+    add_control_argument(parser, token=True)
     args = parser.parse_args(argv)
     if args.fault not in FAULTS[args.system]:
         print(
@@ -250,12 +301,13 @@ def fault(argv: list[str]) -> int:
         return 2
     try:
         control = control_url(args)
+        token = _secret(args.token_file, "--token-file")
     except UsageError as err:
         print(f"{PROG} fault: {err}", file=sys.stderr)
         return 2
     query = urllib.parse.urlencode({"system": args.system, "fault": args.fault})
     try:
-        status, body = control_request(control, "DELETE" if args.clear else "POST", f"/fault?{query}")
+        status, body = control_request(control, "DELETE" if args.clear else "POST", f"/fault?{query}", token)
     except (OSError, ValueError) as err:
         print(f"{PROG} fault: cannot reach the demo control at {control}: {err}", file=sys.stderr)
         return 1

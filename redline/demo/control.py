@@ -7,6 +7,9 @@ GET    /systems                         the /metrics URL of every simulated syst
 
 A fault that cannot be turned on or off (a database fault without --pipeline-dsn, a role without the
 privilege it needs) answers 409, 403 or 503 with {"error": ...}, and its state stays as it was.
+
+POST and DELETE need the control token (`Authorization: Bearer TOKEN`, `redline demo --control-token-file`),
+else 401; the GETs only read, and stay open on the loopback address the demo binds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from redline import credentials
 from redline.demo.faults import FAULT_ALERTS, FAULTS
 from redline.demo.system import FaultError, Response, SimulatedSystem
 from redline.telemetry.web import MetricsServer, serve
@@ -57,8 +61,9 @@ class SystemServer:
 class Control:
     """Routes of the control server over the running systems (by control name)."""
 
-    def __init__(self, servers: Mapping[str, SystemServer]) -> None:
+    def __init__(self, servers: Mapping[str, SystemServer], token: str) -> None:
         self.servers = servers
+        self.token = token
         self.systems = {name: server.system for name, server in servers.items()}
         self.registry = CollectorRegistry(auto_describe=False)
         self._active = Gauge(
@@ -107,6 +112,8 @@ class Control:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("POST", "DELETE"):
             return _json(405, {"error": "use POST to inject a fault, DELETE to clear it"})
+        if not credentials.token_matches(environ.get("HTTP_AUTHORIZATION"), self.token):
+            return _json(401, {"error": "the control token is required (Authorization: Bearer TOKEN)"})
         query = parse_qs(environ.get("QUERY_STRING", ""))
         system = (query.get("system") or [""])[0]
         fault = (query.get("fault") or [""])[0]

@@ -45,6 +45,7 @@ class GameBook(SimulatedSystem):
         buckets: Sequence[float] | None = None,
         otlp_endpoint: str | None = None,
         otlp_interval: float = 15.0,
+        otlp_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         reg = self.registry
@@ -79,6 +80,8 @@ class GameBook(SimulatedSystem):
         self._fps_lock = threading.Lock()
         self._otlp_endpoint = otlp_endpoint
         self._otlp_interval = otlp_interval
+        # None: the OTLP exporter's own default, the OTEL_EXPORTER_OTLP_(METRICS_)HEADERS variables
+        self._otlp_headers = otlp_headers
         self._meter_provider: MeterProvider | None = None
 
     def _latency(self) -> float:
@@ -128,10 +131,13 @@ class GameBook(SimulatedSystem):
         from opentelemetry.sdk.resources import Resource
 
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=otlp_metrics_url(self._otlp_endpoint), timeout=5),
+            OTLPMetricExporter(
+                endpoint=otlp_metrics_url(self._otlp_endpoint), headers=self._otlp_headers, timeout=5
+            ),
             export_interval_millis=self._otlp_interval * 1000,
         )
-        resource = Resource.create({"service.name": "gamebook-browser", "system": "gamebook"})
+        # The attributes docs/instrumenting/browser.md asks for; the gateways map redline.system to `system`.
+        resource = Resource.create({"service.name": "gamebook-browser", "redline.system": "gamebook"})
         provider = MeterProvider(resource=resource, metric_readers=[reader])
         provider.get_meter("gamebook.browser").create_observable_gauge(
             "gamebook_client_fps",

@@ -1,4 +1,9 @@
-"""Simulated qerrors: a Node error-analysis module with prom-client metrics (production and staging)."""
+"""Simulated qerrors: a Node error-analysis module with prom-client metrics (production and staging).
+
+It publishes what a real prom-client service with the documented instrumentation does
+(docs/instrumenting/node.md): prom-client's heap gauges, whose total V8 keeps just above the heap in use,
+plus the heap limit gauge from v8.getHeapStatistics().heap_size_limit that the heap alert divides by.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ MIB = 1024**2
 CACHES = ("analysis", "advice")
 ERROR_TYPES = ("openai_timeout", "validation", "network")
 REQUESTS_PER_SECOND = {"production": 30.0, "staging": 10.0}
+HEAP_LIMIT_BYTES = 2048 * MIB
 
 
 class QErrors(SimulatedSystem):
@@ -39,6 +45,9 @@ class QErrors(SimulatedSystem):
         self.heap_total = Gauge(
             "nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.", registry=reg
         )
+        self.heap_limit = Gauge(
+            "nodejs_heap_size_limit_bytes", "The most V8 lets the heap grow to.", registry=reg
+        )
         self.process = SimulatedProcess(reg)
         self.hits = Counter("qerrors_cache_hits", "Cache hits.", ["cache"], registry=reg)
         self.misses = Counter("qerrors_cache_misses", "Cache misses.", ["cache"], registry=reg)
@@ -60,10 +69,13 @@ class QErrors(SimulatedSystem):
 
     def tick(self, seconds: float) -> None:
         rng = self.rng
-        total = 192 * MIB
-        used_ratio = rng.uniform(0.84, 0.9) if self.faulty("heap") else rng.uniform(0.45, 0.6)
-        self.heap_total.set(total)
-        self.heap_used.set(used_ratio * total)
+        # As a real Node 20 process: an idle heap of tens of MB, total 5-20% above it (V8 grows the heap
+        # with its use), under a 2 GiB limit (--max-old-space-size=2048); the fault fills it to 84-90%.
+        limit = HEAP_LIMIT_BYTES
+        used = rng.uniform(0.84, 0.9) * limit if self.faulty("heap") else rng.uniform(60, 90) * MIB
+        self.heap_limit.set(limit)
+        self.heap_used.set(used)
+        self.heap_total.set(min(limit, used * rng.uniform(1.05, 1.2)))
         self.process.advance(seconds, rng.uniform(0.05, 0.15), rng.uniform(230, 260) * MIB)
 
         count = self.events(self._rate, seconds)

@@ -2,7 +2,9 @@
 
 Both run the whole pipeline in memory first (load the catalogue, check it across entries, parse its PromQL
 with promtool, render every artefact); `generate` writes only when all of that succeeded, so bad input
-never leaves a half-written tree. Exit status: 0 done, 1 generated files differ (check), 2 bad input.
+never leaves a half-written tree. `check` then runs promtool's unit tests of the rendered rules (in a
+scratch folder: the rendered rules and tests, whatever tree is compared). Exit status: 0 done, 1 generated
+files differ (check), 2 bad input or a failing rendered test (check).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import tempfile
 from pathlib import Path
 
+from redline import checks
 from redline.generate.files import compare, write_files
 from redline.generate.load import CatalogueError, load_catalogue
 from redline.generate.model import Catalogue, parse_duration, with_for_override
@@ -29,7 +33,8 @@ DESCRIPTIONS = {
     "metric contract, prometheus.yml and the compose target files, thresholds/schema.json and the README's "
     "schema section. Nothing is written unless the whole catalogue is valid.",
     "check": "Render everything as `redline generate` does, in memory, and fail (exit 1) when a generated "
-    "file in the tree differs, is missing or is left over; CI runs this so generated files never drift.",
+    "file in the tree differs, is missing or is left over; CI runs this so generated files never drift. "
+    "Then run promtool's unit tests (promtool test rules) of the rendered rules; a failing test exits 2.",
 }
 
 
@@ -39,12 +44,20 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--catalogue", type=Path, default=None, help="catalogue folder (default: thresholds/)"
     )
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        default=None,
+        help="the real services (default: inventory.yml of the checkout; without it, the demo): the "
+        "compose target files and the alert links",
+    )
     if command == "generate":
         parser.add_argument("--out", type=Path, default=ROOT, help="output root (default: the repository)")
         parser.add_argument(
             "--for-override",
-            metavar="DURATION",
-            help="replace every alert's 'for' with DURATION (end-to-end tests; write to another --out)",
+            metavar="DURATION|/N",
+            help="replace every alert's 'for' with DURATION, or divide it by N with /N for a time-scaled "
+            "run (end-to-end tests; write to another --out)",
         )
     else:
         parser.add_argument(
@@ -53,17 +66,19 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def build(catalogue_dir: Path | None) -> Catalogue:
+def build(catalogue_dir: Path | None, inventory_path: Path | None = None) -> Catalogue:
     """Load and check the catalogue: schema, cross-entry rules, PromQL. Raises CatalogueError."""
-    catalogue = load_catalogue(catalogue_dir)
+    catalogue = load_catalogue(catalogue_dir, inventory_path)
     validate(catalogue)
     check_promql(catalogue)
     return catalogue
 
 
-def render_files(catalogue_dir: Path | None, for_override: str | None = None) -> dict[str, str]:
+def render_files(
+    catalogue_dir: Path | None, for_override: str | None = None, inventory_path: Path | None = None
+) -> dict[str, str]:
     """The whole pipeline in memory; raises CatalogueError / RenderError. Nothing is written."""
-    catalogue = build(catalogue_dir)
+    catalogue = build(catalogue_dir, inventory_path)
     if for_override is not None:
         catalogue = with_for_override(catalogue, for_override)
     return render_all(catalogue)
@@ -87,6 +102,15 @@ def _report_drift(problems: list[str], files: dict[str, str], root: Path) -> Non
                 print(f"      {diff_line}", file=sys.stderr)
 
 
+def rendered_tests(files: dict[str, str]) -> checks.Result:
+    """promtool test rules on the rendered tests, with the rendered rules beside them (scratch folder)."""
+    with tempfile.TemporaryDirectory(prefix="redline-check-") as scratch:
+        root = Path(scratch)
+        wanted = {path: text for path, text in files.items() if path.startswith("prometheus/")}
+        write_files(wanted, root)
+        return checks.promtool_tests(sorted((root / "prometheus" / "tests").glob("*.yml")))
+
+
 def main(argv: list[str]) -> int:
     """`redline generate ...` or `redline check ...` (argv[0] names the command)."""
     command = argv[0] if argv and argv[0] in ("generate", "check") else "generate"
@@ -94,12 +118,16 @@ def main(argv: list[str]) -> int:
     for_override = getattr(args, "for_override", None)
     if for_override is not None:
         try:
-            parse_duration(for_override)
+            if for_override.startswith("/"):
+                if not (for_override[1:].isdigit() and int(for_override[1:]) > 0):
+                    raise ValueError(f"{for_override!r} is not /N with a whole N above 0")
+            else:
+                parse_duration(for_override)
         except ValueError as err:
             print(f"redline generate: --for-override: {err}", file=sys.stderr)
             return EXIT_INVALID
     try:
-        files = render_files(args.catalogue, for_override)
+        files = render_files(args.catalogue, for_override, args.inventory)
     except (CatalogueError, RenderError) as err:
         print(f"redline {command}: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -114,4 +142,15 @@ def main(argv: list[str]) -> int:
         _report_drift(problems, files, args.root)
         return EXIT_DRIFT
     print(f"redline check: {len(files)} generated files match the catalogue")
+    try:
+        result = rendered_tests(files)
+    except checks.CheckError as err:
+        print(f"redline check: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    if not result.ok:
+        print(f"redline check: the rendered {result.summary()}", file=sys.stderr)
+        for line in result.details:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"redline check: {result.summary()}")
     return 0

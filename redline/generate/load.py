@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from redline import safe_yaml, topology
+from redline import inventory, safe_yaml, topology
 from redline.generate import model, schema
+from redline.generate.model import clip
 from redline.paths import THRESHOLDS
 
 SETTINGS_FILE = "redline.yml"  # the file whose `settings:` every renderer reads
@@ -29,12 +30,14 @@ class CatalogueError(Exception):
     """Bad catalogue input; the message names the file, the entry and the field."""
 
     def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        entry, field_name, problem = clip(entry, 80), clip(field_name, 120), clip(problem, 300)
         self.file, self.entry, self.field, self.problem = file, entry, field_name, problem
         super().__init__(f"{file}: entry {entry!r}: field {field_name!r}: {problem}")
 
 
-def load_catalogue(directory: Path | None = None) -> model.Catalogue:
-    """Load and check every `*.yml` of the catalogue folder (default: the repository's thresholds/)."""
+def load_catalogue(directory: Path | None = None, inventory_path: Path | None = None) -> model.Catalogue:
+    """Load and check every `*.yml` of the catalogue folder (default: the repository's thresholds/) and the
+    inventory (default inventory.yml of the checkout; none: the demo), whose links the alerts carry."""
     directory = Path(directory) if directory is not None else THRESHOLDS
     paths = sorted(directory.glob("*.yml"))
     if not paths:
@@ -54,7 +57,11 @@ def load_catalogue(directory: Path | None = None) -> model.Catalogue:
     settings = files["redline"].settings
     assert settings is not None
     systems = [system(f"{sid}.yml", files[sid]) for sid in topology.SYSTEMS if sid in files]
-    return model.Catalogue(systems=systems, settings=_settings(settings), directory=directory)
+    try:
+        services = inventory.load(inventory_path)
+    except inventory.InventoryError as err:
+        raise CatalogueError(err.file, "(inventory)", err.field, err.problem) from None
+    return model.Catalogue(systems, _settings(settings, services.links), directory, services)
 
 
 def read_file(path: Path) -> schema.SystemFile:
@@ -77,7 +84,7 @@ def validation_error(file: str, data: Any, err: ValidationError) -> CatalogueErr
     first = err.errors(include_url=False)[0]
     loc = list(first["loc"])
     if first["type"] == "catalogue":
-        loc += first["ctx"]["field"].split(".")
+        loc += [int(part) if part.isdigit() else part for part in first["ctx"]["field"].split(".")]
     entry, rest = _entry_of(data, loc)
     return CatalogueError(file, entry, _field_text(rest) or "(entry)", _problem(first, loc))
 
@@ -176,6 +183,7 @@ def system(file: str, document: schema.SystemFile) -> model.System:
         thresholds=[level for entry in document.thresholds for level in _threshold(file, document, entry)],
         slos=[_slo(file, document, entry) for entry in document.slos],
         test_targets=tuple(tuple(sorted(t.items())) for t in topology.test_targets(sid)),
+        external_metrics=tuple(document.external_metrics),
     )
 
 
@@ -187,6 +195,7 @@ def _metric(system_id: str, metric: schema.Metric) -> model.MetricSpec:
         labels=tuple(metric.labels),
         buckets=tuple(metric.buckets or ()),
         system=system_id,
+        origin=metric.origin,
     )
 
 
@@ -264,10 +273,11 @@ def _slo(file: str, document: schema.SystemFile, entry: schema.Slo) -> model.Slo
     )
 
 
-def _settings(settings: schema.Settings) -> model.Settings:
+def _settings(settings: schema.Settings, links: inventory.Links) -> model.Settings:
+    console = f"http://127.0.0.1:{topology.endpoint('console').port}"  # serves /d/<uid> and /runbooks
     return model.Settings(
-        grafana_url=settings.grafana_url.rstrip("/"),
-        runbook_base_url=settings.runbook_base_url.rstrip("/"),
+        grafana_url=(links.grafana_url or console).rstrip("/"),
+        runbook_base_url=(links.runbook_base_url or f"{console}/runbooks").rstrip("/"),
         burn_rates=tuple(
             model.BurnRate(t.severity, t.factor, t.long_window, t.short_window, t.for_)
             for t in settings.burn_rates

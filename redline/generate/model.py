@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from redline.generate.promql import PromqlNameError, metric_names
+from redline.inventory import DEMO, Inventory
+
 SEVERITIES = ("critical", "warning", "info")  # most severe first
 OPERATORS = (">", ">=", "<", "<=")
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
@@ -24,6 +27,11 @@ FIXTURE_KINDS = ("linear", "baseline", "always")
 DURATION_PATTERN = r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+# Range windows of a PromQL expression over the present ([5m]; subquery steps are not windows, and a
+# window moved back with `offset` reads history, not the breach).
+_RANGE_RE = re.compile(r"\[(\d+[smhdw](?:\d+[smhdw])*)(?::[^\]]*)?\](?!\s*offset)")
+# Windows that average a counter's increase: a step into a breach reaches them gradually.
+_RATE_RANGE_RE = re.compile(r"\b(?:rate|increase)\s*\([^()\[]*\[(\d+[smhdw](?:\d+[smhdw])*)\](?!\s*offset)")
 
 
 def parse_duration(text: str) -> int:
@@ -49,6 +57,11 @@ def format_duration(seconds: int) -> str:
 def format_le(value: float) -> str:
     """A histogram bucket bound as Prometheus 3 normalises the `le` label ('0.1', '1.0', '10.0')."""
     return repr(float(value))
+
+
+def clip(text: str, limit: int) -> str:
+    """The text cut to `limit` characters, marked with '...' where cut (error messages stay readable)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_number(value: float) -> str:
@@ -78,6 +91,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
     system: str = ""
+    origin: str = "target"  # target | exporter | push: who publishes it
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,23 @@ class Threshold:
     description: str | None = None  # replaces the generated description when the entry gives one
     entry_values: tuple[float, ...] = ()  # the alert values of every level of the entry
     standard_name: bool = False  # the alert name is a convention of its own (Watchdog), not prefixed
+
+    @property
+    def window_seconds(self) -> int:
+        """The longest range window the signal reads (0: an instant signal)."""
+        return max((parse_duration(w) for w in _RANGE_RE.findall(self.signal)), default=0)
+
+    @property
+    def rate_window_seconds(self) -> int:
+        """The longest rate()/increase() window of the signal: how long a step into a breach takes to
+        fill it (0: the signal follows its samples at once)."""
+        return max((parse_duration(w) for w in _RATE_RANGE_RE.findall(self.signal)), default=0)
+
+    @property
+    def detection_seconds(self) -> int:
+        """Detection time for a sustained breach that starts from a healthy state: the rate window full of
+        breaching samples, then `for` (plus up to one scrape and one evaluation interval at run time)."""
+        return self.rate_window_seconds + parse_duration(self.for_)
 
     @property
     def expr(self) -> str:
@@ -224,6 +255,7 @@ class System:
     thresholds: list[Threshold]
     slos: list[Slo]
     test_targets: tuple[tuple[tuple[str, str], ...], ...] = ()
+    external_metrics: tuple[str, ...] = ()  # read by its queries, published outside redline's contracts
 
     def entries(self) -> list[Threshold | Slo]:
         """Every threshold level and SLO, in file order."""
@@ -245,6 +277,7 @@ class Catalogue:
     systems: list[System]
     settings: Settings
     directory: Path
+    inventory: Inventory = DEMO  # the real services (or the demo) the stack watches; links, targets
 
     def system(self, system_id: str) -> System:
         for system in self.systems:
@@ -260,6 +293,11 @@ class Catalogue:
                     return metric
         raise KeyError(name)
 
+    def metrics(self) -> Iterator[MetricSpec]:
+        """Every contract metric of every system."""
+        for system in self.systems:
+            yield from system.metrics
+
     def thresholds(self) -> Iterator[Threshold]:
         for system in self.systems:
             yield from system.thresholds
@@ -269,21 +307,39 @@ class Catalogue:
             yield from system.slos
 
 
+SERIES_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+
+
+def series_names(metric: MetricSpec) -> list[str]:
+    """The series names a metric is read by: its name, and a histogram's or summary's suffixed series."""
+    return [metric.name, *(metric.name + suffix for suffix in SERIES_SUFFIXES.get(metric.type, ()))]
+
+
 def reads_metric(query: str, metric: MetricSpec) -> bool:
-    """True when a PromQL query names the metric (a histogram: one of its _bucket/_sum/_count series)."""
-    names = [metric.name]
-    if metric.type == "histogram":
-        names += [metric.name + suffix for suffix in ("_bucket", "_sum", "_count")]
-    return any(re.search(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:])", query) for name in names)
+    """True when a PromQL query reads the metric (a histogram: one of its _bucket/_sum/_count series)."""
+    try:
+        read = set(metric_names(query))
+    except PromqlNameError:
+        return False  # redline.generate.validate refuses such a query
+    return any(name in read for name in series_names(metric))
 
 
-def with_for_override(catalogue: Catalogue, duration: str) -> Catalogue:
-    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: duration`."""
+def with_for_override(catalogue: Catalogue, override: str) -> Catalogue:
+    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: override`,
+    or, when override is '/N', its own `for` divided by N (at least 1s): a time-scaled run."""
+
+    def new_for(current: str) -> str:
+        if not override.startswith("/"):
+            return override
+        return format_duration(max(1, round(parse_duration(current) / int(override[1:]))))
+
     systems = [
-        dataclasses.replace(s, thresholds=[dataclasses.replace(t, for_=duration) for t in s.thresholds])
+        dataclasses.replace(
+            s, thresholds=[dataclasses.replace(t, for_=new_for(t.for_)) for t in s.thresholds]
+        )
         for s in catalogue.systems
     ]
-    tiers = tuple(dataclasses.replace(t, for_=duration) for t in catalogue.settings.burn_rates)
+    tiers = tuple(dataclasses.replace(t, for_=new_for(t.for_)) for t in catalogue.settings.burn_rates)
     return dataclasses.replace(
         catalogue, systems=systems, settings=dataclasses.replace(catalogue.settings, burn_rates=tiers)
     )

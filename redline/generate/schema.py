@@ -12,10 +12,11 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from redline.generate.model import DURATION_PATTERN, SEVERITIES, breaches, format_number
+from redline.generate.markdown import unsafe_link
+from redline.generate.model import DURATION_PATTERN, SEVERITIES, breaches, format_number, parse_duration
 from redline.topology import SYSTEMS
 
 ALERT_NAME_PATTERN = r"^[A-Z][a-zA-Z0-9]*$"
@@ -23,6 +24,7 @@ ENTRY_ID_PATTERN = r"^[a-z][a-z0-9-]*$"
 RECORD_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$"
 LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+URL_PATTERN = r"^https?://[^\s<>()\[\]{}\"'`\\]+$"  # written into Markdown and annotations as is
 # What a pattern mismatch means, by pattern: the message a person reads.
 PATTERN_MEANINGS = {
     ALERT_NAME_PATTERN: "must be CamelCase",
@@ -31,14 +33,31 @@ PATTERN_MEANINGS = {
     LABEL_PATTERN: "is not a valid label name",
     METRIC_PATTERN: "is not a valid metric name",
     DURATION_PATTERN: "is not a duration like 30s, 5m, 1h, 1d",
+    URL_PATTERN: "is not an http(s) URL (no spaces, quotes, brackets or parentheses)",
 }
 TEMPLATE_MARKERS = ("{{", "}}", "{%", "%}")  # Go template delimiters: only descriptions may hold them
 
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "5m", "1h30m", "30d"])]
+MAX_DURATION = "365d"  # no alert, window or SLO period of the catalogue is longer
+
+
+def _bounded_duration(text: str) -> str:
+    if parse_duration(text) > parse_duration(MAX_DURATION):
+        raise PydanticCustomError(
+            "duration_bound", "{text} is longer than {bound}", {"text": text, "bound": MAX_DURATION}
+        )
+    return text
+
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, min_length=2, examples=["30s", "5m", "1h30m", "30d"]),
+    AfterValidator(_bounded_duration),
+]
 AlertName = Annotated[str, Field(pattern=ALERT_NAME_PATTERN)]
 EntryId = Annotated[str, Field(pattern=ENTRY_ID_PATTERN)]
 LabelName = Annotated[str, Field(pattern=LABEL_PATTERN)]
+MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
 Severity = Literal["critical", "warning", "info"]
 Operator = Literal[">", ">=", "<", "<="]
 Unit = Literal["seconds", "bytes", "ratio", "count", "fps", "multiplier", "boolean"]
@@ -55,10 +74,17 @@ def _no_template(field: str, text: str) -> None:
         raise fail(field, "templates ({{ }}) are allowed only in 'description'; write the text out")
 
 
-class Strict(BaseModel):
-    """Unknown fields are errors; values keep their YAML type (no '1.5' for 1.5)."""
+def _safe_links(field: str, text: str) -> None:
+    """Text a runbook page shows links only to http(s) or relative targets (no javascript:, data:...)."""
+    target = unsafe_link(text)
+    if target is not None:
+        raise fail(field, f"link to {target!r} not allowed: runbook text links only to http(s) or relative")
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+class Strict(BaseModel):
+    """Unknown fields are errors; values keep their YAML type (no '1.5' for 1.5); numbers are finite."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Metric(Strict):
@@ -70,6 +96,12 @@ class Metric(Strict):
     labels: list[LabelName] = Field(default_factory=list, description="label names the metric carries")
     buckets: list[float] | None = Field(
         None, description="histograms only: bucket bounds, strictly increasing; every threshold one of them"
+    )
+    origin: Literal["target", "exporter", "push"] = Field(
+        "target",
+        description="who publishes it: the system's scraped service (target), another exporter or "
+        "Prometheus (exporter), or OTLP senders such as browsers (push); `redline verify-target` checks "
+        "the target's",
     )
 
     @model_validator(mode="after")
@@ -85,12 +117,22 @@ class Metric(Strict):
 
 
 class Runbook(Strict):
-    """What on-call reads in the alert's runbook section (Markdown, rendered safely)."""
+    """What on-call reads in the alert's runbook section: one paragraph of Markdown each (line breaks
+    become spaces, raw HTML shows as text); links only to http(s) or relative targets."""
 
     meaning: Text = Field(description="what the alert means")
     causes: list[Text] = Field(min_length=1, description="likely causes")
     actions: list[Text] = Field(min_length=1, description="first steps, in order (the seed's procedures)")
     escalation: Text = Field(description="who to call when the first steps do not help")
+
+    @model_validator(mode="after")
+    def _links(self) -> Runbook:
+        _safe_links("meaning", self.meaning)
+        for name in ("causes", "actions"):
+            for index, text in enumerate(getattr(self, name)):
+                _safe_links(f"{name}.{index}", text)
+        _safe_links("escalation", self.escalation)
+        return self
 
 
 class Series(Strict):
@@ -172,8 +214,12 @@ class Threshold(Strict):
                 raise fail("labels", f"{reserved!r} is set by the generator")
         for label, text in self.labels.items():
             _no_template(f"labels.{label}", text)
-        for name in ("summary", "measures"):
-            _no_template(name, getattr(self, name))
+        for name in ("summary", "measures", "quote", "source"):  # annotation text Prometheus expands
+            _no_template(name, getattr(self, name) or "")
+            _safe_links(name, getattr(self, name) or "")  # and the runbook page shows
+        for index, level in enumerate(self.levels or ()):
+            _no_template(f"levels.{index}.quote", level.quote or "")
+            _safe_links(f"levels.{index}.quote", level.quote or "")
         levels = self.level_values()
         if self.unit == "ratio":
             for field, number in [("target", self.target), *[(self._value_field(), v) for _, v in levels]]:
@@ -235,7 +281,9 @@ class Slo(Strict):
             raise fail("error_ratio", "must use the placeholder {le} when 'le' is set")
         if self.le is None and "{le}" in self.error_ratio:
             raise fail("le", "missing: error_ratio uses {le}")
-        _no_template("summary", self.summary)
+        for name in ("summary", "name", "quote", "source"):  # annotation text Prometheus expands
+            _no_template(name, getattr(self, name) or "")
+            _safe_links(name, getattr(self, name) or "")  # and the runbook page shows
         return self
 
 
@@ -252,14 +300,14 @@ class BurnRate(Strict):
 class Settings(Strict):
     """Stack-wide settings (redline.yml only)."""
 
-    grafana_url: str = Field(pattern=r"^https?://", description="base URL of dashboard links")
-    runbook_base_url: str = Field(pattern=r"^https?://", description="base URL of runbook links")
     burn_rates: list[BurnRate] = Field(min_length=1)
     test_interval: Duration = Field(description="sample interval of the generated promtool tests")
     test_settle: Duration = Field(description="time a signal needs after a change (its longest range)")
 
     @model_validator(mode="after")
     def _one_for_per_severity(self) -> Settings:
+        if parse_duration(self.test_interval) == 0:
+            raise fail("test_interval", "must be longer than 0s")
         for tier in self.burn_rates:
             first = next(t for t in self.burn_rates if t.severity == tier.severity)
             if tier.for_ != first.for_:
@@ -278,5 +326,16 @@ class SystemFile(Strict):
     alert_prefix: AlertName = Field(description="every alert name starts with it")
     settings: Settings | None = Field(None, description="redline.yml only")
     metrics: list[Metric] = Field(default_factory=list, description="the metric contract")
+    external_metrics: list[MetricName] = Field(
+        default_factory=list,
+        description="metrics this file's queries read that no contract lists, as nothing of redline "
+        "publishes them (e.g. ALERTS); any other metric a signal or error_ratio reads must be in a contract",
+    )
     thresholds: list[Threshold] = Field(default_factory=list)
     slos: list[Slo] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _links(self) -> SystemFile:
+        for name in ("name", "source"):  # the runbook page's title and introduction
+            _safe_links(name, getattr(self, name))
+        return self

@@ -1,10 +1,11 @@
 """Checks that span entries of the catalogue, and every PromQL expression parsed by promtool.
 
-`validate` needs no binary: unique names and records, alert prefixes, metrics in the contract and read by
-their queries, thresholds on histogram bucket bounds, range windows the generated tests can fill, panel ids
-that do not collide. `check_promql` parses every expression with the pinned promtool in one call; each
-expression goes into its own rule group named e<N>, so promtool's message ('group "e7", rule 1, ...')
-names exactly one catalogue field. Both raise CatalogueError (file, entry, field) for the first problem.
+`validate` needs no binary: unique names and records, alert prefixes, every metric a query reads in a
+contract (or the file's external_metrics), each entry's metric read by its query, thresholds on histogram
+bucket bounds, range windows the generated tests can fill, panel ids that do not collide. `check_promql`
+parses every expression with the pinned promtool in one call; each expression goes into its own rule
+group named e<N>, so promtool's message ('group "e7", rule 1, ...') names exactly one catalogue field.
+Both raise CatalogueError (file, entry, field) for the first problem.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from redline.generate.model import (
     format_number,
     parse_duration,
     reads_metric,
+    series_names,
 )
+from redline.generate.promql import PromqlNameError, metric_names
 
 GROUP_ERROR_RE = re.compile(r'group "e(\d+)", rule \d+, "[^"]*": (.*)')
 RANGE_RE = re.compile(r"\[(\d+[smhdw])\]")
@@ -37,6 +40,7 @@ RANGE_RE = re.compile(r"\[(\d+[smhdw])\]")
 def validate(catalogue: Catalogue) -> None:
     """Raise CatalogueError for the first problem that spans entries or files."""
     _check_contracts(catalogue)
+    readable = _readable_names(catalogue)
     alert_owner: dict[str, tuple[str, str]] = {}
     record_owner: dict[str, tuple[str, str]] = {}
     for system in catalogue.systems:
@@ -57,6 +61,7 @@ def validate(catalogue: Catalogue) -> None:
                     "alert",
                     f"must start with the system prefix {system.alert_prefix!r}, got {item.alert_name!r}",
                 )
+            _check_reads(system, item, readable | set(system.external_metrics))
             metric = _contract_metric(catalogue, system, item)
             if isinstance(item, Threshold):
                 _check_threshold(catalogue, system, item, metric, record_owner)
@@ -65,9 +70,23 @@ def validate(catalogue: Catalogue) -> None:
 
 
 def _check_contracts(catalogue: Catalogue) -> None:
-    """A metric is listed once per contract, and with one type across contracts."""
+    """A metric is listed once per contract, and with one type across contracts; an external metric is
+    in no contract."""
     first_seen: dict[str, MetricSpec] = {}
+    contract = {name for metric in catalogue.metrics() for name in series_names(metric)}
     for system in catalogue.systems:
+        external: set[str] = set()
+        for name in system.external_metrics:
+            if name in external:
+                raise CatalogueError(system.file, "(file)", "external_metrics", f"{name!r} listed twice")
+            external.add(name)
+            if name in contract:
+                raise CatalogueError(
+                    system.file,
+                    "(file)",
+                    "external_metrics",
+                    f"{name!r} is in a metrics contract; an external metric is one no contract lists",
+                )
         names: set[str] = set()
         for metric in system.metrics:
             if metric.name in names:
@@ -80,6 +99,10 @@ def _check_contracts(catalogue: Catalogue) -> None:
                     metric.name,
                     "type",
                     f"{metric.type} here but {other.type} in thresholds/{other.system}.yml",
+                )
+            if other.buckets != metric.buckets:
+                raise CatalogueError(
+                    system.file, metric.name, "buckets", f"not the buckets of thresholds/{other.system}.yml"
                 )
 
 
@@ -118,6 +141,35 @@ def _contract_metric(catalogue: Catalogue, system: System, item: Threshold | Slo
             system.file, item.id, "metric", f"{item.metric!r} does not occur in the entry's query"
         )
     return metric
+
+
+def _readable_names(catalogue: Catalogue) -> set[str]:
+    """What any query may read: every contract's series and the catalogue's own recording rules."""
+    names = {name for metric in catalogue.metrics() for name in series_names(metric)}
+    return names | {t.record for t in catalogue.thresholds() if t.record}
+
+
+def _check_reads(system: System, item: Threshold | Slo, readable: set[str]) -> None:
+    """Every metric the entry's query reads is in a contract, a catalogue record or the file's
+    external_metrics (a query reading anything else gives a rule that never fires, and a generated
+    test that cannot pass)."""
+    if isinstance(item, Threshold):
+        field_name, query = "signal", item.signal
+    else:
+        field_name, query = "error_ratio", item.error_ratio_for("5m")
+    try:
+        names = metric_names(query)
+    except PromqlNameError as err:
+        raise CatalogueError(system.file, item.id, field_name, str(err)) from None
+    for name in names:
+        if name not in readable:
+            raise CatalogueError(
+                system.file,
+                item.id,
+                field_name,
+                f"reads {name!r}, which is in no system's metrics contract; add it to a 'metrics:' list, "
+                "or to the file's 'external_metrics:' when nothing of redline publishes it",
+            )
 
 
 def _check_threshold(

@@ -6,6 +6,14 @@ path names the receiver (/pager, /ticket, /watchdog, ...). Each notification is 
 200 means the notification is on disk) and summarised on the console, one line per alert.
 
 GET /-/healthy answers 200; GET /notifications returns the JSON lines recorded so far.
+With --ledger, every Alertmanager notification is also stored in the alert ledger
+(redline/receivers/ledger.py; `redline ledger` and the console read it); a notification the ledger
+cannot store is answered 500, so Alertmanager retries it.
+
+Every request but /-/healthy needs the token of --token-file (default RUN/secrets/pager-sink-token, created
+when missing): `Authorization: Bearer TOKEN`, or basic auth with TOKEN as the password, which is what a
+webhook URL of the form http://alertmanager:<token>@host:port/pager sends. Otherwise 401. The notification
+file is readable by its owner only (0600).
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from redline import topology
+from redline import credentials, topology
+from redline.paths import run_dir
+from redline.receivers.ledger import Ledger, LedgerError
 from redline.telemetry.web import parse_listen
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -33,8 +43,10 @@ class NotificationLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        # O_APPEND: every write lands at the end, even if another process appends too.
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # O_APPEND: every write lands at the end, even if another process appends too. Owner only: a
+        # notification carries the alert's labels and annotations (fchmod: a file from before kept 0644).
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(self._fd, 0o600)
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
@@ -75,7 +87,19 @@ class SinkHandler(BaseHTTPRequestHandler):
 
     server: SinkServer
 
+    def _authorized(self) -> bool:
+        """Whether the request carries the sink's token; answers 401 when it does not."""
+        if credentials.token_matches(self.headers.get("Authorization"), self.server.token):
+            return True
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= MAX_BODY_BYTES:
+            self.rfile.read(length)  # read, so that closing the socket does not reset the answer away
+        self._answer(401, "token required\n", headers={"WWW-Authenticate": 'Bearer realm="pager-sink"'})
+        return False
+
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length <= 0 or length > MAX_BODY_BYTES:
             self._answer(400, f"body must be 1..{MAX_BODY_BYTES} bytes\n")
@@ -86,8 +110,19 @@ class SinkHandler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             self._answer(400, f"body is not JSON: {err}\n")
             return
-        received_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = dt.datetime.now(dt.UTC)
+        received_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         path = self.path.split("?", 1)[0]
+        ledger = self.server.ledger
+        if ledger is not None and isinstance(payload, dict) and isinstance(payload.get("alerts"), list):
+            try:
+                ledger.record(path.strip("/"), payload, now.timestamp())
+            except LedgerError as err:
+                self._answer(400, f"not stored in the ledger: {err}\n")
+                return
+            except Exception as err:  # the database failed: make Alertmanager send it again
+                self._answer(500, f"ledger: {type(err).__name__}: {err}\n")
+                return
         self.server.log.append({"received_at": received_at, "path": path, "payload": payload})
         for line in summary_lines(received_at, path, payload):
             print(line, flush=True)
@@ -97,15 +132,25 @@ class SinkHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/-/healthy":
             self._answer(200, "OK\n")
+        elif not self._authorized():
+            return
         elif path == "/notifications":
             self._answer(200, self.server.log.read(), "application/x-ndjson")
         else:
             self._answer(404, "not found; POST notifications to any path, GET /notifications\n")
 
-    def _answer(self, status: int, body: str | bytes, content_type: str = "text/plain") -> None:
+    def _answer(
+        self,
+        status: int,
+        body: str | bytes,
+        content_type: str = "text/plain",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -117,9 +162,13 @@ class SinkHandler(BaseHTTPRequestHandler):
 class SinkServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], log: NotificationLog) -> None:
+    def __init__(
+        self, address: tuple[str, int], log: NotificationLog, token: str, ledger: Ledger | None = None
+    ) -> None:
         super().__init__(address, SinkHandler)
         self.log = log
+        self.token = token
+        self.ledger = ledger
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -142,19 +191,44 @@ def main(argv: list[str]) -> int:
         help=f"HOST:PORT to listen on (default 127.0.0.1:{topology.endpoint('pager-sink').port})",
     )
     parser.add_argument("--out", type=Path, required=True, help="JSON-lines file to append notifications to")
+    parser.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="also store notifications in this alert ledger (sqlite:///PATH or postgresql://)",
+    )
+    default_token = credentials.secret_path(run_dir(), credentials.PAGER_SINK_TOKEN_FILE)
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=default_token,
+        help="file with the token every request but /-/healthy must carry (default RUN/secrets/"
+        f"{credentials.PAGER_SINK_TOKEN_FILE} of the run folder, REDLINE_RUN_DIR or .run; created when "
+        "missing)",
+    )
     args = parser.parse_args(argv)
 
     if not args.out.parent.is_dir():
         print(f"redline pager-sink: --out {args.out}: no folder {args.out.parent}", file=sys.stderr)
         return 2
     try:
+        token = credentials.ensure_secret(args.token_file, make_folder=args.token_file == default_token)
+    except credentials.CredentialsError as err:
+        print(f"redline pager-sink: --token-file {err}", file=sys.stderr)
+        return 2
+    try:
         log = NotificationLog(args.out)
     except OSError as err:
         print(f"redline pager-sink: --out {args.out}: {err.strerror}", file=sys.stderr)
         return 2
+    try:
+        ledger = Ledger(args.ledger) if args.ledger else None
+    except (LedgerError, OSError) as err:
+        log.close()
+        print(f"redline pager-sink: --ledger: {err}", file=sys.stderr)
+        return 2
     host, port = args.listen
     try:
-        server = SinkServer((host, port), log)
+        server = SinkServer((host, port), log, token, ledger)
     except OSError as err:
         log.close()
         print(f"redline pager-sink: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
@@ -173,4 +247,6 @@ def main(argv: list[str]) -> int:
     finally:
         server.server_close()
         log.close()
+        if ledger is not None:
+            ledger.close()
     return 0

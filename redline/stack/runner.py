@@ -25,9 +25,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
-from redline.stack.rundir import ensure_database, prepare_run_dir, supervisor_conf
-from redline.stack.services import SERVICE_NAMES, SERVICES, Context, Service, StackError, pg_dsn
+from redline import credentials, inventory
+from redline.paths import ALERTMANAGER, PROMETHEUS, run_dir
+from redline.stack.rundir import (
+    ensure_database,
+    load_context,
+    prepare_run_dir,
+    prepare_secrets,
+    save_context,
+    supervisor_conf,
+)
+from redline.stack.services import (
+    DEMO_SERVICES,
+    JOB_TABLE_SERVICES,
+    SERVICE_NAMES,
+    SERVICES,
+    Context,
+    Service,
+    StackError,
+    pg_dsn,
+)
 
 READY_TIMEOUT_S = 60.0
 
@@ -80,8 +97,10 @@ def _is_ready(ctx: Context, service: Service) -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
         return False
+    headers = credentials.Credentials(ctx.run_dir).web_headers() if service.auth else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{service.ready_path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{service.ready_path}", timeout=2) as resp:
+        with urllib.request.urlopen(request, timeout=2) as resp:
             return bool(resp.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -94,6 +113,12 @@ def select_services(ctx: Context, only: list[str] | None) -> tuple[list[Service]
         if only is not None and service.name not in only:
             continue
         if service.ha_only and not ctx.ha:
+            continue
+        if service.name in DEMO_SERVICES and not ctx.inventory.demo:
+            skipped[service.name] = "no demo: the inventory names the real services"
+            continue
+        if service.name in JOB_TABLE_SERVICES and not (ctx.inventory.demo or ctx.inventory.database()):
+            skipped[service.name] = "no job table: the inventory names no pipeline database"
             continue
         reason = service.missing()
         if reason:
@@ -127,8 +152,9 @@ def up(ctx: Context, only: list[str] | None) -> int:
                     f"port {port} ({label}) is already in use on 127.0.0.1; stop what holds it or set {env}"
                 )
     prepare_run_dir(ctx, services)
+    save_context(ctx, services)
     conf = ctx.path("supervisord.conf")
-    conf.write_text(supervisor_conf(ctx, services))
+    credentials.write_private(conf, supervisor_conf(ctx, services))  # Grafana's environment has a secret
     print(f"==> starting {len(services)} services (run folder {ctx.run_dir})", flush=True)
     started = time.monotonic()
     result = subprocess.run(
@@ -192,11 +218,46 @@ def _print_table(ctx: Context, services: list[Service], skipped: dict[str, str])
 
 
 def status(ctx: Context) -> int:
+    """The status table; exit 3 (as LSB's status) when the stack or any of its services is not running
+    and ready, with the log to read for each one that is not."""
     if not _supervisord_pid(ctx):
         print(f"redline: the stack is not running (run folder {ctx.run_dir}); 'make up' starts it")
         return 3
-    names = set(_process_infos(ctx))
-    _print_table(ctx, [s for s in SERVICES if s.name in names], {})
+    infos = _process_infos(ctx)
+    services = [s for s in SERVICES if s.name in infos]
+    _print_table(ctx, services, {})
+    # STARTING only means supervisord's startsecs have not passed; readiness is what counts then.
+    broken = [
+        s.name
+        for s in services
+        if infos[s.name]["statename"] not in {"RUNNING", "STARTING"} or not _is_ready(ctx, s)
+    ]
+    for name in broken:
+        print(
+            f"{name}: not ready ({infos[name]['statename'].lower()}); see {ctx.path('logs', name + '.log')}"
+        )
+    return 3 if broken else 0
+
+
+def restart(ctx: Context, name: str) -> int:
+    """Stop and start one service of a running stack, and wait until it is ready again."""
+    if not _supervisord_pid(ctx):
+        raise StackError(f"the stack is not running (run folder {ctx.run_dir}); 'redline up' starts it")
+    infos = _process_infos(ctx)
+    if name not in infos:
+        raise StackError(f"{name} is not a service of this stack; it runs {', '.join(sorted(infos))}")
+    supervisor = _rpc(ctx).supervisor
+    if infos[name]["statename"] in {"RUNNING", "STARTING", "BACKOFF"}:
+        supervisor.stopProcess(name, True)
+    started = time.monotonic()
+    try:
+        supervisor.startProcess(name, False)
+    except xmlrpc.client.Fault as err:
+        log = ctx.path("logs", f"{name}.log")
+        raise StackError(
+            f"{name} did not start ({err.faultString}); last lines of {log}:\n{_tail(log)}"
+        ) from None
+    _wait_ready(ctx, [s for s in SERVICES if s.name == name], started)
     return 0
 
 
@@ -216,6 +277,15 @@ def _shutdown(ctx: Context, timeout: float = 30.0) -> bool:
     return True
 
 
+def make_secrets(ctx: Context) -> int:
+    """`redline secrets`: the run folder's credentials without starting anything (docker compose)."""
+    created = prepare_secrets(ctx)
+    for path in created:
+        print(f"redline secrets: created {path}")
+    print(f"redline secrets: credentials in {ctx.path('secrets')} (docker compose reads them from there)")
+    return 0
+
+
 def down(ctx: Context) -> int:
     if not _shutdown(ctx):
         print(f"redline: the stack is not running (run folder {ctx.run_dir})")
@@ -231,23 +301,37 @@ def _stop_on_signals() -> None:
         signal.signal(signum, signal.default_int_handler)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"redline {argv[0] if argv else 'up'}",
-        description="Run redline's native stack on 127.0.0.1 with the repository's configs. "
-        "'up' starts it and prints a status table, 'status' shows it, 'down' stops it. "
-        "Ports: redline/topology.py, overridable with REDLINE_PORT_<NAME> "
-        "(e.g. REDLINE_PORT_PROMETHEUS=19090).",
-    )
-    parser.add_argument("action", choices=["up", "down", "status"])
+def _parser(action: str) -> argparse.ArgumentParser:
+    descriptions = {
+        "up": "Start redline's native stack on 127.0.0.1 with the repository's configs under supervisord "
+        "and print a status table. Without an inventory.yml the demo stands in for the monitored systems; "
+        "with one, its real services are scraped and probed (redline/inventory.py, docs/adopting.md). "
+        "Ports: redline/topology.py, each overridable with REDLINE_PORT_<NAME>.",
+        "down": "Stop the native stack; data, logs and credentials stay in the run folder.",
+        "status": "Show the native stack's services, their state and URLs. Exit status 0 when every service "
+        "runs and is ready, 3 when the stack or a service is not (each such service with its log).",
+        "restart": "Stop and start one service of the running stack and wait until it is ready again.",
+        "secrets": "Create the run folder's credentials (as 'up' does on its first start) for compose.",
+    }
+    parser = argparse.ArgumentParser(prog=f"redline {action}", description=descriptions[action])
     parser.add_argument(
         "--run-dir",
         type=Path,
-        default=Path(os.environ.get("REDLINE_RUN_DIR", ROOT / ".run")),
-        help="folder for data, logs and generated files (default .run/, or REDLINE_RUN_DIR)",
+        default=run_dir(),
+        help="folder for data, logs, credentials and generated files (default .run/, or REDLINE_RUN_DIR)",
     )
+    if action == "restart":
+        parser.add_argument("service", help=f"one of {', '.join(SERVICE_NAMES)}")
+    if action != "up":
+        return parser
     parser.add_argument("--only", help="comma-separated services to start (default: all available)")
     parser.add_argument("--ha", action="store_true", help="run three clustered Alertmanagers instead of one")
+    parser.add_argument(
+        "--inventory", type=Path, help="the real services to watch (default: inventory.yml, else the demo)"
+    )
+    parser.add_argument(
+        "--no-demo", action="store_true", help="do not run the demo even if the inventory asks"
+    )
     parser.add_argument(
         "--rules-dir",
         type=Path,
@@ -259,8 +343,8 @@ def main(argv: list[str]) -> int:
         "--alertmanager-config",
         type=Path,
         default=ALERTMANAGER / "alertmanager.yml",
-        help="Alertmanager configuration to run (default alertmanager/alertmanager.yml; its relative "
-        "template and secret paths resolve inside the run folder)",
+        help="Alertmanager configuration to run (default alertmanager/alertmanager.yml; integrations whose "
+        "secret files are missing are left out of the run folder's copy)",
     )
     parser.add_argument(
         "--demo-args",
@@ -270,28 +354,54 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--foreground", action="store_true", help="stay attached; Ctrl-C or SIGTERM stops the stack"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _context(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Context:
+    """The run's context: from the arguments of `up`, else from what `up` recorded in the run folder."""
+    folder = args.run_dir.resolve()
+    if args.action != "up":
+        return load_context(folder)[0]
+    source = args.inventory or (inventory.DEFAULT_PATH if inventory.DEFAULT_PATH.exists() else None)
+    try:
+        services = inventory.load(source) if source else inventory.DEMO
+    except inventory.InventoryError as err:
+        parser.error(str(err))
+    if args.no_demo:
+        services = services.model_copy(update={"demo": False})
     ctx = Context(
-        run_dir=args.run_dir.resolve(),
+        run_dir=folder,
         ha=args.ha,
         rules_dir=args.rules_dir.resolve(),
         alertmanager_config=args.alertmanager_config.resolve(),
         demo_args=tuple(shlex.split(args.demo_args)),
+        inventory=services,
+        inventory_file=source.resolve() if source else None,
     )
-    if args.action == "up":
-        if not ctx.rules_dir.is_dir():
-            parser.error(f"--rules-dir {args.rules_dir}: no such folder")
-        if not any(ctx.rules_dir.glob("*.yml")):
-            parser.error(f"--rules-dir {args.rules_dir}: no rule files (*.yml) in it")
-        if not ctx.alertmanager_config.is_file():
-            parser.error(f"--alertmanager-config {args.alertmanager_config}: no such file")
-    only = [name.strip() for name in args.only.split(",")] if args.only else None
-    if only:
-        unknown = [name for name in only if name not in SERVICE_NAMES]
-        if unknown:
-            parser.error(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICE_NAMES)}")
+    if not ctx.rules_dir.is_dir() or not any(ctx.rules_dir.glob("*.yml")):
+        parser.error(f"--rules-dir {args.rules_dir}: no rule files (*.yml) in it")
+    if not ctx.alertmanager_config.is_file():
+        parser.error(f"--alertmanager-config {args.alertmanager_config}: no such file")
+    return ctx
+
+
+def main(argv: list[str]) -> int:
+    """`redline up|down|status|restart|secrets ...` (argv[0] names the action)."""
+    action = argv[0] if argv and argv[0] in ("up", "down", "status", "restart", "secrets") else "up"
+    parser = _parser(action)
+    args = parser.parse_args(argv[1:] if argv and argv[0] == action else argv)
+    args.action = action
+    only = [name.strip() for name in args.only.split(",")] if getattr(args, "only", None) else None
+    unknown = [
+        name
+        for name in [*(only or []), getattr(args, "service", None) or ""]
+        if name and name not in SERVICE_NAMES
+    ]
+    if unknown:
+        parser.error(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICE_NAMES)}")
+    ctx = _context(args, parser)
     try:
-        if args.action == "up":
+        if action == "up":
             if args.foreground:
                 _stop_on_signals()
             ctx.run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,13 +411,17 @@ def main(argv: list[str]) -> int:
                 while _supervisord_pid(ctx):
                     time.sleep(1)
             return code
-        if args.action == "status":
+        if action == "status":
             return status(ctx)
+        if action == "restart":
+            return restart(ctx, args.service)
+        if action == "secrets":
+            return make_secrets(ctx)
         return down(ctx)
     except KeyboardInterrupt:
         print("\n==> interrupted; stopping the stack", flush=True)
         _shutdown(ctx)
         return 130
     except StackError as err:
-        print(f"redline {args.action}: {err}", file=sys.stderr)
+        print(f"redline {action}: {err}", file=sys.stderr)
         return 1

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redline import tools, topology
-from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT
+from redline import credentials, tools, topology
+from redline.inventory import DEMO, Inventory
+from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
+VMAGENT_RELABEL = PROMETHEUS / "vmagent-relabel.yml"  # rendered from topology.OTLP_LABELS
 
 
 class StackError(Exception):
@@ -35,6 +37,8 @@ class Context:
     alertmanager_config: Path = ALERTMANAGER / "alertmanager.yml"
     demo_args: tuple[str, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = DEMO  # the real services the stack watches (inventory.yml), or the demo
+    inventory_file: Path | None = None  # where it was read from; `redline reload` reads it again
 
     def port(self, name: str) -> int:
         """The endpoint's port (redline/topology.py, or REDLINE_PORT_<NAME>)."""
@@ -55,6 +59,15 @@ class Context:
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
 
+    def secret(self, name: str) -> Path:
+        """A file of the run folder's secrets/ (redline/credentials.py names them)."""
+        return credentials.secret_path(self.run_dir, name)
+
+    @property
+    def web_config_flag(self) -> str:
+        """--web.config.file of Prometheus, Alertmanager, blackbox_exporter: user redline, bcrypt."""
+        return f"--web.config.file={self.secret(credentials.WEB_CONFIG)}"
+
 
 @dataclass
 class Service:
@@ -67,6 +80,8 @@ class Service:
     modules: tuple[str, ...] = ()
     env: Callable[[Context], dict[str, str]] = lambda ctx: {}
     run_as_postgres: bool = False
+    auth: bool = False  # its HTTP endpoints (the readiness check's too) need the stack's basic auth
+    stop_signal: str = "TERM"  # what supervisord sends to stop it
     workdir: Callable[[Context], Path] = lambda ctx: ROOT
     ha_only: bool = False
     optional_reason: str = ""  # non-empty: skipped unless this is available
@@ -135,6 +150,7 @@ def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
             f"--storage.path={ctx.path('data', name)}",
             f"--web.listen-address=127.0.0.1:{ctx.port(name)}",
             f"--web.external-url={ctx.url(name)}",
+            ctx.web_config_flag,
         ]
         if ctx.ha:
             cmd.append(f"--cluster.listen-address=127.0.0.1:{gossip}")
@@ -151,20 +167,75 @@ def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
         name,
         command,
         binaries=("alertmanager",),
+        auth=True,
         workdir=lambda ctx: ctx.path("alertmanager"),
         ha_only=name != "alertmanager",
     )
 
 
+def _vmagent_auth(ctx: Context) -> list[str]:
+    """Basic auth on vmagent's endpoints (import, OTLP, /metrics; /health stays open) and on its remote
+    write into Prometheus, both with the stack's password file (vmagent reads `file://` flag values)."""
+    password = ctx.secret(credentials.WEB_PASSWORD_FILE)
+    return [
+        f"-httpAuth.username={credentials.USER}",
+        f"-httpAuth.password=file://{password}",
+        f"-remoteWrite.basicAuth.username={credentials.USER}",
+        f"-remoteWrite.basicAuth.passwordFile={password}",
+    ]
+
+
+@dataclass(frozen=True)
+class PgRole:
+    """A PostgreSQL login role of the stack and the secrets/ file with its password."""
+
+    name: str
+    secret: str
+
+
+# `redline` is the superuser initdb creates: only `redline up` uses it (roles, database, grants). Each
+# service connects with the least it needs (redline/stack/rundir.py ensure_database grants it).
+PG_ADMIN = PgRole("redline", "postgres-password")
+PG_DEMO = PgRole("redline_demo", "postgres-demo-password")  # owns the pipeline database and job table
+PG_JOB_EXPORTER = PgRole("redline_job_exporter", "postgres-job-exporter-password")  # SELECT on jobs
+PG_MONITOR = PgRole("redline_monitor", "postgres-monitor-password")  # pg_monitor, for postgres_exporter
+PG_ROLES = (PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR)
+
+
 def _pg_env(ctx: Context) -> dict[str, str]:
-    return {"PGPASSFILE": str(ctx.path("secrets", "pgpass"))}
+    return {"PGPASSFILE": str(ctx.secret("pgpass"))}
 
 
-def pg_dsn(ctx: Context, database: str = "pipeline") -> str:
-    return f"postgresql://redline@127.0.0.1:{ctx.port('postgres')}/{database}?sslmode=disable"
+def pg_dsn(ctx: Context, database: str = "pipeline", role: PgRole = PG_ADMIN) -> str:
+    return f"postgresql://{role.name}@127.0.0.1:{ctx.port('postgres')}/{database}?sslmode=disable"
 
 
-# The demo serves one port per simulated system, plus its control port.
+def _job_table(ctx: Context) -> list[str]:
+    """The job exporter's DSN option: the inventory's pipeline database, else the demo's local one."""
+    database = ctx.inventory.database()
+    if database is not None:
+        queries = [f"--sql-file={database.sql_file}"] if database.sql_file else []
+        return [f"--dsn-file={database.dsn_file}", *queries]
+    return [f"--dsn={pg_dsn(ctx, role=PG_JOB_EXPORTER)}"]
+
+
+def _postgres_exporter_env(ctx: Context) -> dict[str, str]:
+    """postgres_exporter's connection: the inventory's DSN (supervisord.conf, which then holds it, is
+    mode 0600), else the demo's database as the pg_monitor role."""
+    database = ctx.inventory.database()
+    if database is not None:
+        return {"DATA_SOURCE_NAME": credentials.read_secret(Path(database.dsn_file))}
+    return {
+        "DATA_SOURCE_URI": f"127.0.0.1:{ctx.port('postgres')}/pipeline?sslmode=disable",
+        "DATA_SOURCE_USER": PG_MONITOR.name,
+        "DATA_SOURCE_PASS_FILE": str(ctx.secret(PG_MONITOR.secret)),
+    }
+
+
+# Only with the demo: the simulator and the PostgreSQL that holds its job table.
+DEMO_SERVICES = ("demo", "postgres")
+# Only with a job table to read: the demo's, or the inventory's pipeline database.
+JOB_TABLE_SERVICES = ("job-exporter", "postgres-exporter")
 
 SERVICES: list[Service] = [
     Service(
@@ -178,8 +249,12 @@ SERVICES: list[Service] = [
             f"--web.external-url={ctx.url('prometheus')}",
             "--web.enable-lifecycle",
             "--web.enable-remote-write-receiver",
+            ctx.web_config_flag,
+            # pushed (OTLP) series have no staleness markers: they end this long after their last sample
+            f"--query.lookback-delta={topology.LOOKBACK_DELTA}",
         ],
         binaries=("prometheus",),
+        auth=True,
     ),
     _alertmanager("alertmanager", ("alertmanager-2", "alertmanager-3")),
     _alertmanager("alertmanager-2", ("alertmanager", "alertmanager-3")),
@@ -191,6 +266,27 @@ SERVICES: list[Service] = [
             "pager-sink",
             f"--listen=127.0.0.1:{ctx.port('pager-sink')}",
             f"--out={ctx.path('pager-sink', 'notifications.jsonl')}",
+            f"--token-file={ctx.secret(credentials.PAGER_SINK_TOKEN_FILE)}",
+            f"--ledger={ledger_url(ctx.run_dir)}",
+        ],
+        ready_path="/-/healthy",
+    ),
+    _redline(
+        "console",
+        "redline.console.cli",
+        lambda ctx: [
+            "console",
+            f"--listen=127.0.0.1:{ctx.port('console')}",
+            f"--prometheus={ctx.url('prometheus')}",
+            *[
+                f"--alertmanager={ctx.url(name)}"
+                for name in AM_PEER_NAMES
+                if ctx.ha or name == "alertmanager"
+            ],
+            f"--ledger={ledger_url(ctx.run_dir)}",
+            f"--web-config={ctx.secret(credentials.WEB_CONFIG)}",
+            f"--upstream-user={credentials.USER}",
+            f"--upstream-password-file={ctx.secret(credentials.WEB_PASSWORD_FILE)}",
         ],
         ready_path="/-/healthy",
     ),
@@ -201,9 +297,13 @@ SERVICES: list[Service] = [
             f"-httpListenAddr=127.0.0.1:{ctx.port('vmagent')}",
             f"-remoteWrite.url={ctx.url('prometheus')}/api/v1/write",
             f"-remoteWrite.tmpDataPath={ctx.path('data', 'vmagent')}",
+            # OTLP resource attributes -> job, instance, system
+            f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
             "-loggerLevel=WARN",
+            *_vmagent_auth(ctx),
         ],
         ready_path="/health",
+        auth=True,
     ),
     _pinned(
         "blackbox",
@@ -211,7 +311,9 @@ SERVICES: list[Service] = [
         lambda ctx: [
             f"--config.file={PROMETHEUS / 'blackbox.yml'}",
             f"--web.listen-address=127.0.0.1:{ctx.port('blackbox')}",
+            ctx.web_config_flag,
         ],
+        auth=True,
     ),
     Service(
         "postgres",
@@ -228,17 +330,16 @@ SERVICES: list[Service] = [
         ],
         ready_path=None,
         run_as_postgres=True,
+        # SIGINT is PostgreSQL's fast shutdown: sessions are ended, a checkpoint written, no recovery on
+        # the next start. (SIGTERM, smart shutdown, waits for every client to leave on its own.)
+        stop_signal="INT",
     ),
     _pinned(
         "postgres-exporter",
         "postgres_exporter",
         lambda ctx: [f"--web.listen-address=127.0.0.1:{ctx.port('postgres-exporter')}"],
         ready_path="/metrics",
-        env=lambda ctx: {
-            "DATA_SOURCE_URI": f"127.0.0.1:{ctx.port('postgres')}/pipeline?sslmode=disable",
-            "DATA_SOURCE_USER": "redline",
-            "DATA_SOURCE_PASS_FILE": str(ctx.path("secrets", "postgres-password")),
-        },
+        env=_postgres_exporter_env,
     ),
     _redline(
         "host-exporter",
@@ -257,7 +358,7 @@ SERVICES: list[Service] = [
         lambda ctx: [
             "exporter",
             "jobs",
-            f"--dsn={pg_dsn(ctx)}",
+            *_job_table(ctx),
             f"--listen=127.0.0.1:{ctx.port('job-exporter')}",
             "--statement-timeout=800ms",  # below the 1 s scrape timeout of job pipeline-jobs
         ],
@@ -270,8 +371,10 @@ SERVICES: list[Service] = [
         lambda ctx: [
             "demo",
             *[f"--port={part}={ctx.port(name)}" for part, name in topology.demo_parts().items()],
-            f"--pipeline-dsn={pg_dsn(ctx)}",
+            f"--pipeline-dsn={pg_dsn(ctx, role=PG_DEMO)}",
             f"--otlp-endpoint={ctx.url('vmagent')}/opentelemetry/v1/metrics",
+            f"--otlp-password-file={ctx.secret(credentials.WEB_PASSWORD_FILE)}",
+            f"--control-token-file={ctx.secret(credentials.DEMO_TOKEN_FILE)}",
             *ctx.demo_args,
         ],
         ready_path=None,
@@ -290,10 +393,13 @@ SERVICES: list[Service] = [
             "GF_PATHS_LOGS": str(ctx.path("logs")),
             "GF_PATHS_PROVISIONING": str(GRAFANA / "provisioning"),
             "GF_AUTH_ANONYMOUS_ENABLED": "false",
-            "GF_SECURITY_ADMIN_PASSWORD__FILE": str(ctx.path("secrets", "grafana-admin-password")),
+            "GF_SECURITY_ADMIN_PASSWORD__FILE": str(ctx.secret("grafana-admin-password")),
             "REDLINE_DASHBOARDS_DIR": str(GRAFANA / "dashboards"),
             "PROMETHEUS_URL": ctx.url("prometheus"),
             "ALERTMANAGER_URL": ctx.url("alertmanager"),
+            # Grafana's provisioning reads environment variables only (not files): the datasources' basic
+            # auth password. supervisord.conf, which holds it, is mode 0600.
+            "REDLINE_WEB_PASSWORD": credentials.read_secret(ctx.secret(credentials.WEB_PASSWORD_FILE)),
         },
     ),
 ]

@@ -18,6 +18,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import gzip
 import hashlib
 import html
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from prometheus_client import CollectorRegistry
@@ -58,6 +59,10 @@ _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_
 _MAX_BODY = 1 << 20  # routes take small requests; a larger body is refused
 _TEXT = "text/plain; charset=utf-8"
 _GZIP_LEVEL = 6  # Go's (node_exporter's) default; prometheus_client uses 9 for ~1% smaller bodies
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
 
 
 class WebConfigError(ValueError):
@@ -173,7 +178,7 @@ def _tls_context(path: str, tls: Any) -> ssl.SSLContext:
     return context
 
 
-class _BasicAuth:
+class BasicAuth:
     """Checks Authorization headers against bcrypt hashes; remembers recent successes (bcrypt is slow)."""
 
     def __init__(self, users: dict[str, bytes]) -> None:
@@ -185,26 +190,32 @@ class _BasicAuth:
         self._lock = threading.Lock()
 
     def allows(self, header: str | None) -> bool:
+        """True when the header carries a known user's password."""
+        return self.user(header) is not None
+
+    def user(self, header: str | None) -> str | None:
+        """The user whose password the Authorization header carries, else None."""
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         hashed = self._users.get(user)
         # Without a user, still pay for one bcrypt check, so timing does not reveal which users exist.
         reference = hashed if hashed is not None else next(iter(self._users.values()))
         key = (user, hashlib.sha256(reference + b"\0" + password.encode()).digest())
         with self._lock:
             if hashed is not None and key in self._verified:
-                return True
+                return user
         ok = self._checkpw(password.encode(), reference) and hashed is not None
-        if ok:
-            with self._lock:
-                if len(self._verified) >= 256:
-                    self._verified.clear()
-                self._verified[key] = None
-        return ok
+        if not ok:
+            return None
+        with self._lock:
+            if len(self._verified) >= 256:
+                self._verified.clear()
+            self._verified[key] = None
+        return user
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -219,6 +230,20 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16  # flushed once per request by BaseHTTPRequestHandler.handle_one_request()
     server: _Server
+
+    def handle_one_request(self) -> None:
+        """Wait for the request's first bytes as an idle connection (one the server may close to make
+        room for a new connection when every connection thread is taken), then handle the request."""
+        server = self.server
+        server.set_idle(self.connection, True)
+        try:
+            cast(io.BufferedReader, self.rfile).peek(1)  # the buffer's bytes, or one read: blocks
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        finally:
+            server.set_idle(self.connection, False)
+        super().handle_one_request()
 
     def _handle(self) -> None:
         body = self._read_body()
@@ -332,10 +357,20 @@ class _Server(socketserver.TCPServer):
     per request). At most `max_waiting_threads` wait; the others exit. Daemon threads, so an idle kept-alive
     connection (up to the 30 s handler timeout) never holds up an exporter that is exiting.
     server_close() also cuts the connections still open.
+
+    Bounded: at most `max_connection_threads` connection threads. A connection accepted while all are taken
+    waits in a queue, and the connection that has been idle longest (waiting for its next request, or
+    for its first) is closed to free its thread; with none idle it waits for a request to finish. Past
+    `max_queued_connections` waiting, a new connection is answered 503 and closed. The listen backlog
+    (`request_queue_size`, 128 as Go's net/http gets from somaxconn) holds connections the accept loop has
+    not taken yet, so a burst of new connections queues instead of losing SYNs.
     """
 
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog (the kernel caps it at net.core.somaxconn)
     max_waiting_threads = 4
+    max_connection_threads = 64
+    max_queued_connections = 128
 
     def __init__(
         self,
@@ -343,7 +378,7 @@ class _Server(socketserver.TCPServer):
         family: socket.AddressFamily,
         registry: CollectorRegistry,
         routes: dict[str, Handler],
-        auth: _BasicAuth | None,
+        auth: BasicAuth | None,
     ) -> None:
         self.address_family = family
         super().__init__(address, _Handler)
@@ -362,19 +397,53 @@ class _Server(socketserver.TCPServer):
         self._open: set[socket.socket] = set()
         self._accepted: collections.deque[tuple[Any, Any]] = collections.deque()
         self._waiting = 0  # connection threads waiting in _next_connection() and not yet handed one
+        self._threads = 0  # connection threads alive
+        self._idle: dict[socket.socket, None] = {}  # connections waiting for a request, longest first
         self._lock = threading.Lock()
         self._connection_accepted = threading.Condition(self._lock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Called by serve_forever() for each accepted connection: hand it to a connection thread."""
+        start, idle = False, None
+        with self._lock:
+            full = len(self._accepted) >= self.max_queued_connections
+        if full:
+            self._refuse(request)
+            return
         with self._lock:
             self._accepted.append((request, client_address))
             if self._waiting:
                 self._waiting -= 1
                 self._connection_accepted.notify()
                 return
-        name = f"metrics-connection-{self.server_address[1]}"
-        threading.Thread(target=self._serve_connections, name=name, daemon=True).start()
+            if self._threads < self.max_connection_threads:
+                self._threads += 1
+                start = True
+            elif self._idle:  # every thread taken: free the one whose connection idles longest
+                idle = next(iter(self._idle))
+                del self._idle[idle]
+        if start:
+            name = f"metrics-connection-{self.server_address[1]}"
+            threading.Thread(target=self._serve_connections, name=name, daemon=True).start()
+        elif idle is not None:
+            with contextlib.suppress(OSError):
+                idle.shutdown(socket.SHUT_RDWR)  # its thread sees the end of the stream and moves on
+
+    def set_idle(self, connection: socket.socket, idle: bool) -> None:
+        """A connection thread waits for a request on `connection` (idle), or has one."""
+        with self._lock:
+            if idle:
+                self._idle[connection] = None
+            else:
+                self._idle.pop(connection, None)
+
+    def _refuse(self, request: Any) -> None:
+        """503 and close: more connections wait than the queue holds (TLS ones are only closed)."""
+        if not isinstance(request, ssl.SSLSocket):
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+        self.shutdown_request(request)
 
     def _serve_connections(self) -> None:
         while (accepted := self._next_connection()) is not None:
@@ -394,6 +463,7 @@ class _Server(socketserver.TCPServer):
             while True:
                 while not self._accepted:
                     if self.closing or self._waiting >= self.max_waiting_threads:
+                        self._threads -= 1
                         return None
                     self._waiting += 1
                     self._connection_accepted.wait()
@@ -431,7 +501,9 @@ class MetricsServer:
         host_for_url = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{'https' if tls else 'http'}://{host_for_url}:{self.port}"
         self.metrics_url = f"{self.url}/metrics"
-        self._thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
+        # poll 10 times a second for shutdown() (the default 0.5 s made every stop wait up to that long)
+        loop = functools.partial(httpd.serve_forever, poll_interval=0.1)
+        self._thread = threading.Thread(target=loop, name="metrics-http", daemon=True)
         self._thread.start()
 
     def shutdown(self) -> None:
@@ -454,7 +526,7 @@ def serve(
     """
     host, port = parse_listen(listen)
     config = load_web_config(web_config) if web_config else WebConfig()
-    auth = _BasicAuth(config.users) if config.users else None
+    auth = BasicAuth(config.users) if config.users else None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     httpd = _Server((host, port), family, registry, dict(routes or {}), auth)
     if config.ssl_context is not None:

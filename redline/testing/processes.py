@@ -28,10 +28,13 @@ def tool(name: str) -> str:
     return found
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """GET a URL; returns (status, body). Connection errors raise OSError."""
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """GET a URL (with `headers`, e.g. the stack's basic auth); returns (status, body). Connection errors
+    raise OSError."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=timeout
+        ) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -65,8 +68,10 @@ def running(
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
     cwd: Path | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """Run a process for the duration of a with-block; wait for ready_url; always terminate it."""
+    """Run a process for the duration of a with-block; wait for ready_url (requested with `headers`);
+    always terminate it."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         cmd,
@@ -80,7 +85,7 @@ def running(
         if ready_url:
             try:
                 wait_until(
-                    lambda: proc.poll() is None and http_get(ready_url, timeout=2)[0] == 200,
+                    lambda: proc.poll() is None and http_get(ready_url, 2, headers)[0] == 200,
                     timeout=timeout,
                     what=f"{cmd[0]} ready at {ready_url}",
                 )

@@ -4,7 +4,8 @@ It runs the real `redline up` / `redline down` in a temporary run folder, with e
 on 127.0.0.1 (REDLINE_PORT_<NAME>), optionally with rules rendered by `redline generate --for-override`
 and an Alertmanager configuration with shorter group timers, and gives a test or a benchmark what it
 needs: URLs, fault injection through the demo's control endpoint, Prometheus and Alertmanager queries,
-and the pager-sink's notifications.
+and the pager-sink's notifications, each with the run folder's credentials (redline/credentials.py), as
+redline's own commands use them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,17 +21,19 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import yaml
+from supervisor.xmlrpc import SupervisorTransport
 
-from redline import topology
+from redline import credentials, topology
 from redline.demo.cli import control_request
 from redline.generate.model import parse_duration
-from redline.paths import ROOT
+from redline.paths import ROOT, RUN_DIR_ENV
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 
@@ -109,8 +113,10 @@ class Sandbox:
         self.ha = ha
         self.only = only
         self.run_dir = Path(tempfile.mkdtemp(prefix="redline-sandbox-"))
+        self.credentials = credentials.Credentials(self.run_dir)
         self.up_output = ""
-        self.env: dict[str, str] = {}
+        # Every `redline` command run through redline() uses this run folder (and its credentials).
+        self.env: dict[str, str] = {RUN_DIR_ENV: str(self.run_dir)}
         taken: set[int] = set()
         for row in topology.ENDPOINTS:
             port = _free_port_pair(taken)
@@ -119,6 +125,11 @@ class Sandbox:
 
     def port(self, name: str) -> int:
         return topology.port(name, self.env)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The basic auth that Prometheus, Alertmanager, blackbox_exporter and vmagent require."""
+        return self.credentials.web_headers()
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
@@ -147,10 +158,10 @@ class Sandbox:
         try:
             result = self.redline(*args)
         except BaseException:  # a timeout kills `redline up`, not the supervisord it started
-            self._stop(keep=False)
+            self.stop(keep=False)
             raise
         if result.returncode != 0:
-            self._stop(keep=False)
+            self.stop(keep=False)
             raise RuntimeError(f"redline up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         self.up_output = result.stdout
         return self
@@ -158,9 +169,9 @@ class Sandbox:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop(keep=exc_type is not None)
+        self.stop(keep=exc_type is not None)
 
-    def _stop(self, keep: bool) -> None:
+    def stop(self, keep: bool = False) -> None:
         """`redline down`; the run folder is removed unless kept for inspection (after a failure)."""
         down = self.redline("down")
         if down.returncode != 0:
@@ -171,28 +182,70 @@ class Sandbox:
         else:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
+    def _supervisor(self) -> Any:
+        """supervisord's XML-RPC interface (the runner's unix socket in the run folder)."""
+        transport = SupervisorTransport(None, None, f"unix://{self.run_dir / 'supervisor.sock'}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def crash(self, service: str, timeout: float = 10.0) -> float:
+        """SIGKILL one of the runner's services and keep it down; returns the wall-clock time it froze.
+
+        A crash: no graceful leave (an Alertmanager peer does not tell the gossip mesh it goes). The
+        process is frozen with SIGSTOP first, so it does nothing from that instant on and the TERM of the
+        stop that follows stays pending; the stop makes supervisord see a stop, not a crash to restart.
+        """
+        supervisor = self._supervisor()
+        pid = supervisor.getProcessInfo(service)["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        frozen_at = time.time()
+        supervisor.stopProcess(service, False)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while supervisor.getProcessInfo(service)["statename"] != "STOPPED":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service} still not down {timeout:.0f}s after SIGKILL")
+            time.sleep(0.05)
+        return frozen_at
+
+    def kill(self, service: str) -> int:
+        """SIGKILL one of the runner's services as the OOM killer would; supervisord restarts it (or
+        gives up on it when it keeps failing). Returns the killed pid."""
+        pid = int(self._supervisor().getProcessInfo(service)["pid"])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def start(self, service: str) -> None:
+        """Start a service stopped by crash() again (supervisord waits for it to stay up 1 s); a service
+        that runs is left alone."""
+        supervisor = self._supervisor()
+        if supervisor.getProcessInfo(service)["statename"] != "RUNNING":
+            supervisor.startProcess(service, True)
+
     def fault(self, system: str, fault: str, active: bool = True) -> None:
         """Turn a demo fault on (POST) or off (DELETE); RuntimeError with the demo's reason otherwise."""
         query = urllib.parse.urlencode({"system": system, "fault": fault})
+        token = credentials.read_secret(self.credentials.path(credentials.DEMO_TOKEN_FILE))
         status, body = control_request(
-            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}"
+            self.url("demo-control"), "POST" if active else "DELETE", f"/fault?{query}", token
         )
         if status != 200:
             error = body.get("error", body) if isinstance(body, dict) else body
             raise RuntimeError(f"fault {system} {fault}: HTTP {status}: {error}")
 
-    def _get_json(self, url: str) -> Any:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+    def get_json(self, url: str) -> Any:
+        """GET with the stack's basic auth (Prometheus and Alertmanager answer nothing without it)."""
+        request = urllib.request.Request(url, headers=self.auth)
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return json.load(resp)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query against the sandbox's Prometheus."""
         url = f"{self.url('prometheus')}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        return list(self._get_json(url)["data"]["result"])
+        return list(self.get_json(url)["data"]["result"])
 
     def alertmanager_alerts(self) -> list[dict[str, Any]]:
         """Every alert the (first) Alertmanager holds, with its status (active, suppressed...)."""
-        return list(self._get_json(f"{self.url('alertmanager')}/api/v2/alerts"))
+        return list(self.get_json(f"{self.url('alertmanager')}/api/v2/alerts"))
 
     def notifications(self) -> list[dict[str, Any]]:
         """Everything the pager-sink has received, oldest first."""

@@ -21,10 +21,8 @@ alert silences the other alerts of its system.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,8 @@ import pytest
 import yaml
 
 from redline.stack.services import SERVICE_NAMES
-from redline.testing.processes import ROOT, wait_until
+from redline.testing.links import assert_links_resolve, links_of
+from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -106,6 +105,7 @@ class Outcome:
     elsewhere: list[str] = field(default_factory=list)  # deliveries of the alert at another receiver
     inhibited_state: dict[str, Any] = field(default_factory=dict)  # Alertmanager's status of each held alert
     inhibited_delivered: list[str] = field(default_factory=list)
+    links: dict[str, Any] = field(default_factory=dict)  # the alert's links followed on the console
 
 
 @dataclass
@@ -159,6 +159,7 @@ def run_step(stack: Sandbox, step: Step) -> Outcome:
                 path, expect.alert, timeout=FIRING_TIMEOUT, since=since, **labels
             )
             outcome.seconds_to_page = time.monotonic() - started
+            outcome.links = links_of(stack, outcome.alert["annotations"])
             for held in step.inhibited:
                 wait_until(
                     lambda held=held: firing_in_prometheus(stack, held),
@@ -250,38 +251,6 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
         yield E2E(generated_rules(rules_dir), outcomes, stack.up_output, status.returncode, status.stdout)
 
 
-def dashboard_panels() -> dict[str, set[int]]:
-    """uid -> panel ids of every generated dashboard (rows included)."""
-    found = {}
-    for path in (ROOT / "grafana" / "dashboards").glob("*.json"):
-        dashboard = json.loads(path.read_text())
-        ids: set[int] = set()
-        panels = list(dashboard.get("panels", []))
-        while panels:
-            panel = panels.pop()
-            ids.add(panel["id"])
-            panels.extend(panel.get("panels", []))
-        found[dashboard["uid"]] = ids
-    return found
-
-
-def assert_links_resolve(annotations: dict[str, str]) -> None:
-    """runbook_url names an existing section of docs/runbooks/, dashboard_url an existing panel."""
-    runbook = urllib.parse.urlsplit(annotations["runbook_url"])
-    page = re.search(r"docs/runbooks/[a-z]+\.md$", runbook.path)
-    assert page, annotations["runbook_url"]
-    headings = {
-        line[3:].strip().lower()
-        for line in (ROOT / page.group(0)).read_text().splitlines()
-        if line[:3] == "## "
-    }
-    assert runbook.fragment in headings, f"no section #{runbook.fragment} in {page.group(0)}"
-    dashboard = urllib.parse.urlsplit(annotations["dashboard_url"])
-    uid = dashboard.path.rsplit("/d/", 1)[1]
-    panel = int(urllib.parse.parse_qs(dashboard.query)["viewPanel"][0])
-    assert panel in dashboard_panels()[uid], f"no panel {panel} in dashboard {uid}"
-
-
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: f"{s.system}-{s.fault}")
 def test_fault_reaches_its_receiver_with_links_and_resolves(e2e: E2E, step: Step) -> None:
     rules, outcome = e2e.rules, e2e.outcomes[(step.system, step.fault)]
@@ -302,7 +271,7 @@ def test_fault_reaches_its_receiver_with_links_and_resolves(e2e: E2E, step: Step
         assert annotations[key] == rule["annotations"][key]
     static_start = rule["annotations"]["description"].split("{{", 1)[0]
     assert annotations["description"].startswith(static_start) and "{{" not in annotations["description"]
-    assert_links_resolve(annotations)
+    assert_links_resolve(annotations, outcome.links)
     assert outcome.resolved["payload"]["receiver"] == receiver
     assert outcome.elsewhere == [], f"{expect.alert} also delivered at {outcome.elsewhere}"
 

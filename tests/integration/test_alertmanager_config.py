@@ -308,6 +308,9 @@ PLACEHOLDER = re.compile(
 SECRET_ALLOW_LIST: set[tuple[str, str]] = {
     # The malformed-DSN inputs of tests/integration/test_demo.py and tests/integration/test_jobs.py.
     ("credentials in a URL", "postgresql://u:secret@"),
+    # docker-compose.yml's alertmanager-secrets job: the pager-sink's token (read from its file) becomes the
+    # basic-auth password of the webhook URL files it writes.
+    ("credentials in a URL", "http://alertmanager:%s@"),
 }
 
 
@@ -421,6 +424,15 @@ def test_gitignore_keeps_secret_files_out_of_git(tmp_path: Path) -> None:
         ".run/secrets/postgres-password",
         ".run/secrets/grafana-admin-password",
         ".run/secrets/pgpass",
+        # the stack's credentials (redline/credentials.py) and the other PostgreSQL roles' passwords
+        ".run/secrets/web-password",
+        ".run/secrets/web-config.yml",
+        ".run/secrets/pager-sink-token",
+        ".run/secrets/demo-token",
+        ".run/secrets/postgres-demo-password",
+        ".run/secrets/postgres-job-exporter-password",
+        ".run/secrets/postgres-monitor-password",
+        "secrets/web-password",  # what prometheus/prometheus.yml reads when run from the checkout
     ]
     public = ["alertmanager/alertmanager.yml", ".env.example"]  # control: these git must see
     for name in private + public:
@@ -454,13 +466,13 @@ def runner_alertmanager_commands(ha: bool) -> list[list[str]]:
     from redline import topology
     from redline.stack import runner as stack
 
-    ctx = stack.Context(run_dir=stack.ROOT / ".run", ha=ha, ports=topology.ports({}))
+    ctx = stack.Context(run_dir=ROOT / ".run", ha=ha, ports=topology.ports({}))
     services, _ = stack.select_services(ctx, ["alertmanager", "alertmanager-2", "alertmanager-3"])
     commands = []
     for service in services:
         assert service.workdir(ctx) == ctx.path("alertmanager")  # where secrets/ resolves
         cmd = service.command(ctx)
-        commands.append(["alertmanager", *(arg.replace(f"{stack.ROOT}/", "") for arg in cmd[1:])])
+        commands.append(["alertmanager", *(arg.replace(f"{ROOT}/", "") for arg in cmd[1:])])
     return commands
 
 

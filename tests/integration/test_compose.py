@@ -9,6 +9,7 @@ the same upstream versions as the pinned binaries.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -267,8 +268,9 @@ def test_image_versions_equal_the_native_binaries() -> None:
     images = {name: service["image"] for name, service in services().items()}
     for name, image in images.items():
         repo, _, tag = image.rpartition(":")
-        if "build" in services()[name]:
-            assert image == "redline:local"
+        if "build" in services()[name]:  # built from the Dockerfile: its stage names the image
+            target = services()[name]["build"]["target"]
+            assert image == {"runtime": "redline:local", "console": "redline-console:local"}[target], name
             continue
         assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?", tag), f"{name}: image {image} is not pinned to a version"
         if repo in PINNED:
@@ -307,9 +309,14 @@ def test_no_secret_literals_and_no_default_passwords() -> None:
 NO_HEALTHCHECK = {
     "otel-collector": "distroless image: no shell, wget or curl to probe with",
     "alertmanager-secrets": "one-shot job",
+    "stack-secrets": "one-shot job",
 }
-# Services that start as root, and why (each drops every capability it does not need).
-ROOT_USERS = {"alertmanager-secrets": {"CHOWN", "DAC_READ_SEARCH"}}
+# Services that start as root, and why (each drops every capability it does not need): the one-shot jobs
+# that copy secret files from the host and hand them to the services' users.
+ROOT_USERS = {
+    "alertmanager-secrets": {"CHOWN", "DAC_READ_SEARCH"},
+    "stack-secrets": {"CHOWN", "DAC_READ_SEARCH"},
+}
 DATA_VOLUMES = {
     "prometheus": "/prometheus",
     "alertmanager": "/alertmanager",
@@ -376,32 +383,137 @@ def test_otel_collector_forwards_otlp_to_prometheus() -> None:
                 assert component in config[kind], f"pipeline uses undefined {kind[:-1]} {component}"
 
 
-def test_alertmanager_secrets_job_fills_the_volume(tmp_path: Path) -> None:
-    """Runs the one-shot job's own shell script (from the resolved compose file) on folders here."""
-    service = services()["alertmanager-secrets"]
+def run_one_shot(name: str, folders: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    """Run a one-shot job's own shell script (from the resolved compose file) with its container folders
+    (/provided, /secrets, /stack) replaced by folders here; without root, without the chown."""
+    service = services()[name]
     script = service["command"][0].replace("$$", "$")
-    provided, secrets = tmp_path / "provided", tmp_path / "secrets"
-    provided.mkdir()
-    secrets.mkdir()
+    for container, host in folders.items():  # a folder of its own, not the end of /etc/secrets
+        script = re.sub(rf"(?<![\w.-]){re.escape(container)}\b", str(host), script)
+    if os.geteuid() != 0:
+        script = re.sub(r"&& chown \S+ \./\*", "", script)
+    return subprocess.run([*service["entrypoint"], script], capture_output=True, text=True, timeout=30)
+
+
+def test_alertmanager_secrets_job_fills_the_volume(tmp_path: Path) -> None:
+    provided, secrets, stack = tmp_path / "provided", tmp_path / "secrets", tmp_path / "run-secrets"
+    for folder in (provided, secrets, stack):
+        folder.mkdir()
     (secrets / "stale-file").write_text("old")
     (provided / "pagerduty-routing-key").write_text("from-the-operator\n")
     (provided / "ticket-webhook-url").write_text("https://tickets.example.invalid/hook\n")
-    script = script.replace("/provided", str(provided)).replace("/secrets", str(secrets))
-    if os.geteuid() != 0:
-        script = script.replace("&& chown 65534:65534 ./*", "")
-    result = subprocess.run([*service["entrypoint"], script], capture_output=True, text=True, timeout=30)
+    token = "sink-token"
+    (stack / "pager-sink-token").write_text(token)
+    result = run_one_shot(
+        "alertmanager-secrets", {"/provided": provided, "/secrets": secrets, "/stack": stack}
+    )
     assert result.returncode == 0, result.stderr
     files = {p.name: p.read_text() for p in secrets.iterdir()}
+    # The local sink's URLs carry its token as the basic-auth password (the pager-sink checks it).
     assert files == {
         "pagerduty-routing-key": "from-the-operator\n",
         "ticket-webhook-url": "https://tickets.example.invalid/hook\n",
-        "pager-webhook-url": "http://pager-sink:9097/pager\n",
-        "watchdog-webhook-url": "http://pager-sink:9097/watchdog\n",
+        "pager-webhook-url": f"http://alertmanager:{token}@pager-sink:9097/pager\n",
+        "watchdog-webhook-url": f"http://alertmanager:{token}@pager-sink:9097/watchdog\n",
     }
     for path in secrets.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o400
         if os.geteuid() == 0:
             assert path.stat().st_uid == 65534
+
+
+STACK_SECRETS = ("web-password", "web-config.yml", "pager-sink-token", "demo-token")
+
+
+def test_stack_secrets_job_copies_the_credentials_for_the_group(tmp_path: Path) -> None:
+    provided, secrets = tmp_path / "provided", tmp_path / "secrets"
+    provided.mkdir()
+    secrets.mkdir()
+    for name in STACK_SECRETS:
+        (provided / name).write_text(f"value of {name}")
+    (provided / "postgres-password").write_text("not for the containers")
+    assert run_one_shot("stack-secrets", {"/provided": provided, "/secrets": secrets}).returncode == 0
+    files = {p.name: p.read_text() for p in secrets.iterdir()}
+    assert files == {
+        **{name: f"value of {name}" for name in STACK_SECRETS},
+        "http-client.yml": "basic_auth:\n  username: redline\n  password_file: /etc/secrets/web-password\n",
+    }
+    for path in secrets.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o440
+        if os.geteuid() == 0:
+            assert (path.stat().st_uid, path.stat().st_gid) == (0, 10100)
+    # Without the run folder's credentials nothing starts, and the message says what to do.
+    (provided / "demo-token").unlink()
+    result = run_one_shot("stack-secrets", {"/provided": provided, "/secrets": secrets})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "stack-secrets: no demo-token in the run folder's secrets/: run 'redline secrets' first"
+    )
+
+
+# What reads the stack's credentials in compose, and from where (/etc/secrets: the stack-secrets volume).
+AUTHENTICATED = {
+    "prometheus": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "alertmanager": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "alertmanager-2": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "alertmanager-3": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "blackbox": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "pager-sink": ["--token-file=/etc/secrets/pager-sink-token"],
+    "console": [
+        "--web-config=/etc/secrets/web-config.yml",
+        "--upstream-password-file=/etc/secrets/web-password",
+    ],
+    "demo": [
+        "--control-token-file=/etc/secrets/demo-token",
+        "--otlp-password-file=/etc/secrets/web-password",
+    ],
+    "otel-collector": [],  # otel-collector/config.yml: basic auth on OTLP in and on the export to Prometheus
+    "grafana": [],  # its entrypoint reads web-password for the provisioned datasources
+}
+
+
+def test_every_authenticating_service_reads_the_stack_secrets_volume_through_its_group() -> None:
+    for name, service in services().items():
+        mount = next((m for m in service.get("volumes") or [] if m["target"] == "/etc/secrets"), None)
+        mounted = mount is not None and (mount["type"], mount["source"]) == ("volume", "stack-secrets")
+        assert mount is None or mount.get("read_only") is True, f"{name}: /etc/secrets writable"
+        if name not in AUTHENTICATED:
+            assert not mounted, f"{name} mounts the stack's credentials without needing them"
+            continue
+        assert mounted, f"{name}: /etc/secrets is not the stack-secrets volume"
+        assert "10100" in [str(g) for g in service.get("group_add") or []], f"{name}: no group_add 10100"
+        for wanted in AUTHENTICATED[name]:
+            assert wanted in (service.get("command") or []), f"{name}: {wanted} missing"
+    # prometheus.yml's password_file (../secrets/web-password beside /etc/prometheus) is in that volume.
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    files = {auth["password_file"] for auth in _basic_auths(config)}
+    assert files == {"../secrets/web-password"}
+    resolved = posixpath.normpath(posixpath.join("/etc/prometheus", files.pop()))
+    assert host_path(services()["prometheus"], resolved) == "volume:stack-secrets"
+    collector = (ROOT / "otel-collector" / "config.yml").read_text()
+    assert collector.count("${file:/etc/secrets/web-password}") == 2
+
+
+def _basic_auths(node: Any) -> list[dict]:
+    if isinstance(node, dict):
+        found = [node["basic_auth"]] if "basic_auth" in node else []
+        return found + [a for value in node.values() for a in _basic_auths(value)]
+    if isinstance(node, list):
+        return [a for item in node for a in _basic_auths(item)]
+    return []
+
+
+def test_healthchecks_authenticate_from_files_not_from_the_command_line() -> None:
+    """A password in a healthcheck's arguments would show in `ps` on the host."""
+    for name, service in services().items():
+        test = " ".join(service.get("healthcheck", {}).get("test") or [])
+        assert "@127.0.0.1" not in test and "Authorization" not in test, f"{name}: {test}"
+    assert (
+        "--http.config.file=/etc/secrets/http-client.yml" in services()["prometheus"]["healthcheck"]["test"]
+    )
+    assert (
+        "--http.config.file=/etc/secrets/http-client.yml" in services()["alertmanager"]["healthcheck"]["test"]
+    )
 
 
 def test_redline_image_runs_as_non_root() -> None:

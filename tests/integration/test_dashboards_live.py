@@ -25,7 +25,7 @@ import yaml
 
 from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
-from redline.testing.components import prometheus, vmagent
+from redline.testing.components import prometheus, stack_password, vmagent
 from redline.testing.pg import pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
@@ -171,6 +171,7 @@ def _prometheus_config(tmp: Path, ports: dict[str, int]) -> Path:
         (tmp / "rules" / Path(path).name).write_text(text)
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    stack_password(path)
     return path
 
 

@@ -30,6 +30,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ from redline.demo.system import FaultError
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.load import load_catalogue
 from redline.generate.render.rules import render_rules
-from redline.testing.components import prometheus, vmagent
+from redline.testing.components import prometheus, stack_password, vmagent
 from redline.testing.pg import PgCluster, pg_cluster
 from redline.testing.processes import ROOT, free_port, http_get, prom_query, running, tool, wait_until
 
@@ -155,6 +156,17 @@ def backfill_qerrors_baseline(tsdb: Path, instances: dict[str, str]) -> None:
     )
 
 
+CONTROL_TOKEN = secrets.token_urlsafe(16)
+CONTROL_AUTH = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+
+
+def control_token(folder: Path) -> Path:
+    """A token file for `redline demo --control-token-file` (and `redline demo fault --token-file`)."""
+    path = folder / "demo-token"
+    path.write_text(CONTROL_TOKEN + "\n")
+    return path
+
+
 class Stack:
     """Everything the faults run against; `prometheus(wave)` starts a fresh Prometheus."""
 
@@ -172,6 +184,7 @@ class Stack:
         (config / "targets").mkdir(parents=True)
         (config / "rules").mkdir()
         shutil.copy(ROOT / "prometheus" / "prometheus.yml", config / "prometheus.yml")
+        stack_password(config / "prometheus.yml")
         for path, text in render_rules(self.catalogue).items():
             (config / "rules" / Path(path).name).write_text(text)
 
@@ -217,7 +230,7 @@ class Stack:
     def set_fault(self, system: str, fault: str, active: bool) -> None:
         query = urllib.parse.urlencode({"system": system, "fault": fault})
         request = urllib.request.Request(
-            f"{self.control}/fault?{query}", method="POST" if active else "DELETE"
+            f"{self.control}/fault?{query}", method="POST" if active else "DELETE", headers=CONTROL_AUTH
         )
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
@@ -368,6 +381,7 @@ def run(tmp_path_factory):
             "--time-scale=30",
             "--traffic-scale=20",
             "--seed=7",
+            f"--control-token-file={control_token(tmp)}",
         ]
         jobs = [
             *REDLINE,
@@ -468,15 +482,44 @@ def test_cli_help_lists_faults_and_bad_input_is_exit_2(tmp_path):
     )
     bad_dsn = run_cli("--pipeline-dsn", "postgresql://u:secret@[x", "--base-port", str(free_port()))
     assert bad_dsn.returncode == 2 and "secret" not in bad_dsn.stderr and "Traceback" not in bad_dsn.stderr
-    nobody = run_cli("fault", "tmux", "cpu", "--control", f"http://127.0.0.1:{free_port()}")
+    token = f"--token-file={control_token(tmp_path)}"
+    nobody = run_cli("fault", "tmux", "cpu", "--control", f"http://127.0.0.1:{free_port()}", token)
     assert nobody.returncode == 1 and "cannot reach the demo control" in nobody.stderr
+    no_token = run_cli("fault", "tmux", "cpu", f"--token-file={tmp_path / 'none'}")
+    assert no_token.returncode == 2
+    assert no_token.stderr.strip() == f"redline demo fault: --token-file {tmp_path / 'none'}: no such file"
 
 
 def test_cli_fault_and_faults_against_a_running_demo(tmp_path):
     ports = {part: free_port() for part in DEMO_PARTS}
     control = f"http://127.0.0.1:{ports['control']}"
+    token_file = control_token(tmp_path)
     demo = [*REDLINE, "demo", *[f"--port={p}={ports[p]}" for p in DEMO_PARTS], "--seed=1"]
+    demo.append(f"--control-token-file={token_file}")
+
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        """`redline demo ARGS` with the demo's token (the faults need it; listing does not)."""
+        extra = [f"--token-file={token_file}"] if args[0] == "fault" else []
+        return subprocess.run([*REDLINE, "demo", *args, *extra], capture_output=True, text=True, timeout=30)
+
     with running(demo, ready_url=f"{control}/health", log=tmp_path / "demo.log"):
+        # Without the token (or with another one) nothing changes: 401.
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-token\n")
+        refused = subprocess.run(
+            [*REDLINE, "demo", "fault", "tmux", "memory", "--control", control, f"--token-file={wrong}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 1 and "answered 401" in refused.stderr, refused.stderr
+        query = "/fault?system=tmux&fault=memory"
+        for method in ("POST", "DELETE"):
+            request = urllib.request.Request(control + query, method=method)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(request, timeout=5)
+            assert err.value.code == 401
+        assert not any(row["active"] for row in json.loads(http_get(f"{control}/faults")[1]))
         assert run_cli("fault", "tmux", "memory", "--control", control).returncode == 0
         listed = run_cli("faults", "--control", control).stdout
         assert any(line.split()[:3] == ["ON", "tmux", "memory"] for line in listed.splitlines()), listed

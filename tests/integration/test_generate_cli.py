@@ -109,9 +109,10 @@ def test_for_override_renders_elsewhere(tmp_path, capsys):
 
 
 def test_gitattributes_marks_every_generated_file(rendered: dict[str, str]):
-    """.gitattributes marks each rendered file linguist-generated (thresholds/README.md is only partly
-    generated and stays unmarked), as git itself reads the attribute."""
-    paths = sorted(p for p in rendered if p != "thresholds/README.md")
+    """.gitattributes marks each rendered file linguist-generated (thresholds/README.md and
+    otel-collector/config.yml are only partly generated and stay unmarked), as git reads the attribute."""
+    partly = {"thresholds/README.md", "otel-collector/config.yml"}
+    paths = sorted(p for p in rendered if p not in partly)
     result = subprocess.run(
         ["git", "-C", str(ROOT), "check-attr", "linguist-generated", "--", *paths],
         capture_output=True,
@@ -120,3 +121,30 @@ def test_gitattributes_marks_every_generated_file(rendered: dict[str, str]):
     )
     unmarked = [line for line in result.stdout.splitlines() if not line.endswith(": true")]
     assert unmarked == [], unmarked
+
+
+def test_check_fails_when_a_rendered_promtool_test_fails(tmp_path, capsys):
+    """A fixture that drives the signal to twice the intended value: the catalogue validates and renders,
+    the tree matches it, but the rendered promtool test cannot pass, so `redline check` fails."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "thresholds", tree / "thresholds")
+    catalogue = tree / "thresholds"
+    text = (catalogue / "tmux.yml").read_text()
+    old = "{series: process_resident_memory_bytes, type: gauge, scale: 1}"
+    assert text.count(old) == 1
+    (catalogue / "tmux.yml").write_text(text.replace(old, old.replace("scale: 1", "scale: 2")))
+    assert cli.main(["generate", "--catalogue", str(catalogue), "--out", str(tree)]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["check", "--catalogue", str(catalogue), "--root", str(tree)]) == 2
+
+    captured = capsys.readouterr()
+    assert "generated files match the catalogue" in captured.out
+    tests = len(list((ROOT / "prometheus" / "tests").glob("*.yml")))
+    assert f"redline check: the rendered promtool test rules: 1 of {tests} failed: tmux_test.yml" in (
+        captured.err
+    )
+    assert "TmuxMonitorMemoryHigh" in captured.err
+    # The repository's own catalogue passes its tests.
+    assert cli.main(["check"]) == 0
+    assert f"promtool test rules: {tests} passed" in capsys.readouterr().out

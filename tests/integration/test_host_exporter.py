@@ -195,7 +195,7 @@ def test_prometheus_scrapes_it_and_the_usual_node_queries_work(stack: dict) -> N
 
 def test_otlp_through_vmagent_arrives_with_the_scrapes_names_and_values(stack: dict) -> None:
     prom = stack["prom"]
-    otlp = f'"service.name"="{SERVICE}"'
+    otlp = f'job="{SERVICE}"'
     for name in ("node_memory_MemTotal_bytes", "node_boot_time_seconds"):
         scraped = _scalar(prom, f'{name}{{job="host"}}')
         pushed = _scalar(prom, f"{name}{{{otlp}}}")
@@ -212,7 +212,7 @@ def test_otlp_through_vmagent_arrives_with_the_scrapes_names_and_values(stack: d
     assert scraped_cpu == pushed_cpu and len(scraped_cpu) >= 8
     uname = prom_query(prom, f"node_uname_info{{{otlp}}}")[0]["metric"]
     assert uname["nodename"] == prom_query(prom, 'node_uname_info{job="host"}')[0]["metric"]["nodename"]
-    assert uname["service.instance.id"].endswith(
+    assert uname["instance"].endswith(
         f"/{SERVICE}/127.0.0.1:{stack['metrics_url'].split(':')[2].split('/')[0]}"
     )
     # counters keep increasing across exports (cumulative, fixed start): the OTLP rate is sane

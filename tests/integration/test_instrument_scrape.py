@@ -62,16 +62,19 @@ def test_real_prometheus_scrape_and_otlp_bridge(tmp_path):
             log=tmp_path / "service.log",
         ),
     ):
-        scraped = 'redline_cycle_duration_seconds_bucket{job="tmux-monitor", le="1.0"}'
+        target = f'job="tmux-monitor", instance="127.0.0.1:{service_port}"'
+        scraped = f'redline_cycle_duration_seconds_bucket{{{target}, le="1.0"}}'
         wait_until(lambda: prom_query(base, scraped), timeout=20, what="scraped cycle histogram")
         assert float(prom_query(base, scraped)[0]["value"][1]) == 4
         assert float(prom_query(base, 'redline_cycle_duration_seconds_bucket{le="0.75"}')[0]["value"][1]) == 2
-        hits = 'redline_cache_hits_total{job="tmux-monitor"}'
-        ratio = prom_query(base, f'{hits} / ({hits} + redline_cache_misses_total{{job="tmux-monitor"}})')
+        hits = f"redline_cache_hits_total{{{target}}}"
+        ratio = prom_query(base, f"{hits} / ({hits} + redline_cache_misses_total{{{target}}})")
         assert float(ratio[0]["value"][1]) == pytest.approx(0.9)
-        # vmagent writes OTLP bucket bounds as Go formats them ("1", not Prometheus 3's "1.0").
-        pushed = 'redline_cycle_duration_seconds_bucket{job!="tmux-monitor", le=~"1|1.0"}'
+        # vmagent writes OTLP bucket bounds as Go formats them ("1", not Prometheus 3's "1.0"). The copy
+        # has the same job (service.name) and its own instance (service.instance.id).
+        other = f'job="tmux-monitor", instance!="127.0.0.1:{service_port}"'
+        pushed = f'redline_cycle_duration_seconds_bucket{{{other}, le=~"1|1.0"}}'
         got = wait_until(lambda: prom_query(base, pushed), timeout=30, what="OTLP copy via vmagent")
         assert float(got[0]["value"][1]) == 4
-        pushed_sum = prom_query(base, 'redline_cycle_duration_seconds_sum{job!="tmux-monitor"}')
+        pushed_sum = prom_query(base, f"redline_cycle_duration_seconds_sum{{{other}}}")
         assert float(pushed_sum[0]["value"][1]) == pytest.approx(4.25)

@@ -79,7 +79,7 @@ def test_vmagent_delivers_the_same_series_and_values_as_the_scrape(stack: dict) 
         endpoint=f"http://127.0.0.1:{stack['vm_port']}/opentelemetry/v1/metrics",
     )  # fmt: skip
     assert bridge.export_once() is True
-    otlp_selector = f'{{__name__=~"demo_.*","service.name"="{service}"}}'
+    otlp_selector = f'{{__name__=~"demo_.*",job="{service}"}}'
     # 2 counter series, 1 gauge, 2 x (5 buckets + sum + count), summary sum + count, 1 info = 20
     scraped = wait_until(
         lambda: len(s := _series(prom, '{__name__=~"demo_.*",job="scrape"}')) == 20 and s, what="the scrape"
@@ -88,9 +88,10 @@ def test_vmagent_delivers_the_same_series_and_values_as_the_scrape(stack: dict) 
     assert pushed == scraped
     assert pushed[("demo_requests_total", (("code", "200"),))] == 41
     assert pushed[("demo_duration_seconds_bucket", (("le", 0.1), ("route", "/a")))] == 3
-    # resource attributes arrive as labels on every series
-    one = prom_query(prom, f'demo_memory_bytes{{"service.name"="{service}"}}')[0]["metric"]
-    assert one["service.instance.id"] == bridge.resource.attributes["service.instance.id"]
+    # service.name and service.instance.id arrive as job and instance (prometheus/vmagent-relabel.yml),
+    # other resource attributes as labels of their own
+    one = prom_query(prom, f'demo_memory_bytes{{job="{service}"}}')[0]["metric"]
+    assert one["instance"] == bridge.resource.attributes["service.instance.id"]
     assert one["host.name"] == bridge.resource.attributes["host.name"]
 
 
@@ -119,10 +120,37 @@ def test_backend_down_then_up_carries_the_totals(
         assert bridge.exports_failed == 3
         with vmagent(tmp_path, prom, port=port):
             assert bridge.export_once() is True
-            value = wait_until(
-                lambda: prom_query(prom, f'demo_jobs_total{{"service.name"="{service}"}}'), what="totals"
-            )
+            value = wait_until(lambda: prom_query(prom, f'demo_jobs_total{{job="{service}"}}'), what="totals")
             assert float(value[0]["value"][1]) == 15.0  # everything counted while the backend was down
         assert "works again after 3 failed attempts" in caplog.records[-1].getMessage()
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "system"),
+    [
+        ({"service.namespace": "pipeline"}, "pipeline"),
+        ({"service.namespace": "x", "redline.system": "tmux"}, "tmux"),
+    ],
+    ids=["namespace", "redline-system-wins"],
+)
+def test_resource_attributes_become_job_instance_and_system(
+    stack: dict, attributes: dict[str, str], system: str
+) -> None:
+    """prometheus/vmagent-relabel.yml: service.name -> job, service.instance.id -> instance, redline.system
+    (else service.namespace) -> system; the copied attributes are not left on the series."""
+    registry = CollectorRegistry()
+    PromGauge("demo_mapped_value", "Mapped.", registry=registry).set(7)
+    service = f"mapped-{system}"
+    bridge = OtlpBridge(
+        registry, service_name=service, instance_id=f"{service}-1", resource_attributes=attributes,
+        endpoint=f"http://127.0.0.1:{stack['vm_port']}/opentelemetry/v1/metrics",
+    )  # fmt: skip
+    assert bridge.export_once() is True
+    found = wait_until(
+        lambda: prom_query(stack["prom"], f'demo_mapped_value{{job="{service}"}}'), what="mapped series"
+    )
+    labels = found[0]["metric"]
+    assert (labels["job"], labels["instance"], labels["system"]) == (service, f"{service}-1", system)
+    assert not {"service.name", "service.instance.id", "service.namespace", "redline.system"} & set(labels)

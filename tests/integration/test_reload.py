@@ -1,7 +1,10 @@
 """`redline reload` and `redline rollback` against a real Prometheus and Alertmanager.
 
 The repo's own prometheus/ and alertmanager/ folders are copied into a throwaway git checkout; the
-processes read their configs from there, as the native stack reads the repository's files.
+processes read their configs from there, as the native stack reads the repository's files, and require
+basic auth as the native stack's do (--web.config.file; the password in a run folder's secrets/, which
+the commands read through --run-dir). Every refused change is checked on the running processes: same
+reload timestamp, rule groups and Alertmanager config hash as before.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from redline import credentials
 from redline.stack import reload
 from redline.testing.components import prometheus
 from redline.testing.processes import ROOT, free_port, http_get, running, tool
@@ -48,6 +53,7 @@ RULES_BROKEN = """groups:
 @dataclass
 class Stack:
     repo: Path
+    run_dir: Path
     prometheus: str
     alertmanager: str
 
@@ -55,6 +61,8 @@ class Stack:
         return [
             "--root",
             str(self.repo),
+            "--run-dir",
+            str(self.run_dir),
             "--prometheus",
             self.prometheus,
             "--alertmanager",
@@ -66,24 +74,39 @@ class Stack:
         return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+AUTH: dict[str, str] = {}  # the fixture's basic auth, for the assertions' own requests
+
+
+def _get(url: str) -> str:
+    status, body = http_get(url, headers=AUTH)
+    assert status == 200, f"{url}: {status} {body[:200]}"
+    return body
+
+
 def _rule_groups(base: str) -> set[str]:
-    status, body = http_get(f"{base}/api/v1/rules")
-    assert status == 200, body
-    return {group["name"] for group in json.loads(body)["data"]["groups"]}
+    return {group["name"] for group in json.loads(_get(f"{base}/api/v1/rules"))["data"]["groups"]}
 
 
 def _metric(base: str, name: str) -> float:
-    status, body = http_get(f"{base}/metrics")
-    assert status == 200
+    body = _get(f"{base}/metrics")
     match = re.search(rf"^{name} (\S+)$", body, re.MULTILINE)
     assert match, f"{name} not on {base}/metrics"
     return float(match.group(1))
 
 
 def _am_config(base: str) -> str:
-    status, body = http_get(f"{base}/api/v2/status")
-    assert status == 200, body
-    return str(json.loads(body)["config"]["original"])
+    return str(json.loads(_get(f"{base}/api/v2/status"))["config"]["original"])
+
+
+def _running_state(stack: Stack) -> tuple[float, set[str], float, float]:
+    """What a refused reload must leave as it was: Prometheus' last reload and rule groups, Alertmanager's
+    config hash and last reload."""
+    return (
+        _metric(stack.prometheus, "prometheus_config_last_reload_success_timestamp_seconds"),
+        _rule_groups(stack.prometheus),
+        _metric(stack.alertmanager, "alertmanager_config_hash"),
+        _metric(stack.alertmanager, "alertmanager_config_last_reload_success_timestamp_seconds"),
+    )
 
 
 def _test_groups(base: str) -> set[str]:
@@ -93,14 +116,28 @@ def _test_groups(base: str) -> set[str]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("reload")
-    repo = tmp / "repo"
+    repo, run = tmp / "repo", tmp / "run"
     for folder in ("prometheus", "alertmanager"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("targets", "secrets"))
     (repo / "prometheus" / "rules").mkdir(exist_ok=True)
     (repo / "prometheus" / "rules" / "reload-test-v1.yml").write_text(RULES_V1)
+    # The run folder's credentials, as `redline up` makes them; prometheus.yml reads the password from
+    # ../secrets/ next to its folder, here the checkout's (git-ignored) secrets/.
+    password = credentials.ensure_secret(credentials.secret_path(run, credentials.WEB_PASSWORD_FILE), True)
+    web_config = credentials.secret_path(run, credentials.WEB_CONFIG)
+    credentials.write_private(web_config, credentials.web_config(password))
+    (repo / "secrets").symlink_to(run / "secrets")
+    (repo / ".gitignore").write_text("secrets\n")
+    AUTH.update(credentials.Credentials(run).web_headers())
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     prom_port, am_port = free_port(), free_port()
-    s = Stack(repo, f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}")
+    s = Stack(repo, run, f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}")
+    # Where the processes look for their Alertmanager (the native stack writes this file into its run
+    # folder; here it is part of the checkout).
+    (repo / "prometheus" / "targets").mkdir()
+    (repo / "prometheus" / "targets" / "alertmanagers.yml").write_text(
+        f"- targets: ['127.0.0.1:{am_port}']\n"
+    )
     s.git("add", "-A")
     s.git("commit", "-q", "-m", "base configs")
     alertmanager = [
@@ -108,11 +145,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         f"--config.file={repo / 'alertmanager' / 'alertmanager.yml'}",
         f"--storage.path={tmp / 'am-data'}",
         f"--web.listen-address=127.0.0.1:{am_port}",
+        f"--web.config.file={web_config}",
         "--cluster.listen-address=",
     ]
     with (
-        prometheus(tmp, repo / "prometheus" / "prometheus.yml", "--web.enable-lifecycle", port=prom_port),
-        running(alertmanager, ready_url=f"{s.alertmanager}/-/ready", log=tmp / "alertmanager.log"),
+        prometheus(
+            tmp,
+            repo / "prometheus" / "prometheus.yml",
+            "--web.enable-lifecycle",
+            f"--web.config.file={web_config}",
+            port=prom_port,
+            headers=AUTH,
+        ),
+        running(
+            alertmanager, ready_url=f"{s.alertmanager}/-/ready", log=tmp / "alertmanager.log", headers=AUTH
+        ),
     ):
         yield s
 
@@ -144,6 +191,11 @@ def test_valid_change_is_applied_and_verified(base: Stack, capsys: pytest.Captur
     assert "prometheus.yml: valid" in out
     assert "rules (" in out and "reload-test-v2.yml" in out
     assert "alertmanager.yml: valid" in out
+    tests = len(list((ROOT / "prometheus" / "tests").glob("*.yml")))
+    assert re.search(rf"promtool test rules: {tests} passed", out), out
+    cases = (ROOT / "alertmanager" / "tests" / "routes.yml").read_text().count("- alert: ")
+    assert f"route tests: {cases} passed" in out
+    assert "paging invariants: hold" in out
     assert f"Prometheus {base.prometheus}: reloaded" in out
     assert f"Alertmanager {base.alertmanager}: reloaded" in out
 
@@ -248,7 +300,8 @@ def test_rollback_unknown_revision_is_a_usage_error(base: Stack, capsys: pytest.
 def test_unreachable_prometheus_reloads_nothing(base: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     am_ts = _metric(base.alertmanager, "alertmanager_config_last_reload_success_timestamp_seconds")
     dead = f"http://127.0.0.1:{free_port()}"
-    args = ["--root", str(base.repo), "--prometheus", dead, "--alertmanager", base.alertmanager]
+    args = ["--root", str(base.repo), "--run-dir", str(base.run_dir)]
+    args += ["--prometheus", dead, "--alertmanager", base.alertmanager]
     capsys.readouterr()
     assert reload.main(["reload", *args]) == 1
     err = capsys.readouterr().err
@@ -261,7 +314,8 @@ def test_prometheus_without_lifecycle_api_is_explained(
 ) -> None:
     with prometheus(tmp_path, base.repo / "prometheus" / "prometheus.yml") as url:
         capsys.readouterr()
-        assert reload.main(["reload", "--root", str(base.repo), "--prometheus", url]) == 1
+        args = ["--root", str(base.repo), "--run-dir", str(base.run_dir), "--prometheus", url]
+        assert reload.main(["reload", *args]) == 1
     err = capsys.readouterr().err
     assert "start Prometheus with --web.enable-lifecycle" in err
 
@@ -292,10 +346,163 @@ def test_failed_reload_during_rollback_puts_the_files_back(
     before = {p: p.read_bytes() for p in (base.repo / "prometheus" / "rules").iterdir()}
     with prometheus(tmp_path, other / "prometheus" / "prometheus.yml", "--web.enable-lifecycle") as url:
         capsys.readouterr()
-        args = ["--root", str(base.repo), "--prometheus", url]
+        args = ["--root", str(base.repo), "--run-dir", str(base.run_dir), "--prometheus", url]
         assert reload.main(["rollback", *args]) == 1
     captured = capsys.readouterr()
     assert "rule groups differ from the checkout's" in captured.err
     assert "putting the files back as they were" in captured.out
     assert {p: p.read_bytes() for p in (base.repo / "prometheus" / "rules").iterdir()} == before
     assert base.git("status", "--porcelain") == ""
+
+
+# ----- what silently disables paging is refused ----------------------------------------------------
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} not once in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def _empty_prometheus_yml(repo: Path) -> None:
+    (repo / "prometheus" / "prometheus.yml").write_text("")
+
+
+def _no_rule_files(repo: Path) -> None:
+    _edit(repo / "prometheus" / "prometheus.yml", "rule_files:\n  - rules/*.yml\n", "rule_files: []\n")
+
+
+def _critical_to_null(repo: Path) -> None:
+    _edit(
+        repo / "alertmanager" / "alertmanager.yml",
+        """['severity="critical"']\n      receiver: pager""",
+        """['severity="critical"']\n      receiver: "null\"""",
+    )
+
+
+def _watchdog_to_null(repo: Path) -> None:
+    _edit(repo / "alertmanager" / "alertmanager.yml", "receiver: deadmans-switch", 'receiver: "null"')
+
+
+def _no_watchdog(repo: Path) -> None:
+    path = repo / "prometheus" / "rules" / "redline.yml"
+    data = yaml.safe_load(path.read_text())
+    for group in data["groups"]:
+        group["rules"] = [rule for rule in group["rules"] if rule.get("alert") != "Watchdog"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _no_alertmanager(repo: Path) -> None:
+    (repo / "prometheus" / "targets" / "alertmanagers.yml").write_text("[]\n")
+
+
+NO_RULES = "prometheus.yml: rule_files selects no rule file: no alert would ever fire"
+NO_AM = "prometheus.yml: alerting.alertmanagers lists no Alertmanager"
+NO_WATCHDOG = 'rules: no alerting rule has the label watchdog="true" (the Watchdog)'
+CRITICAL_NULL = (
+    'alert(s) that must notify would reach only receiver "null", which has no integration: severity=critical'
+)
+BAD_CHANGES = {
+    "empty-prometheus-yml": (_empty_prometheus_yml, [NO_RULES, NO_AM, NO_WATCHDOG]),
+    "rule-files-empty": (_no_rule_files, [NO_RULES, NO_WATCHDOG]),
+    "alertmanager-targets-empty": (_no_alertmanager, [NO_AM]),
+    "critical-routed-to-null": (_critical_to_null, ["route tests: ", CRITICAL_NULL]),
+    "watchdog-routed-to-null": (_watchdog_to_null, ["route tests: ", "Watchdog (info)"]),
+    "watchdog-removed": (_no_watchdog, ["promtool test rules: 1 of ", "redline_test.yml", NO_WATCHDOG]),
+}
+
+
+@pytest.mark.parametrize("change", BAD_CHANGES, ids=list(BAD_CHANGES))
+def test_a_change_that_disables_paging_is_refused(
+    base: Stack, change: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit, expected = BAD_CHANGES[change]
+    before = _running_state(base)
+    edit(base.repo)
+    capsys.readouterr()
+
+    assert reload.main(["reload", *base.args()]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("redline reload: refused, nothing was reloaded:\n"), err
+    for line in expected:
+        assert line in err, err
+    assert "--force" in err.splitlines()[-1]
+    assert "Traceback" not in err
+    assert _running_state(base) == before
+
+
+def test_force_reloads_despite_failed_checks_and_says_so(
+    base: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    am_hash = _metric(base.alertmanager, "alertmanager_config_hash")
+    _critical_to_null(base.repo)
+    capsys.readouterr()
+
+    assert reload.main(["reload", "--force", *base.args()]) == 0
+
+    out = capsys.readouterr().out
+    assert "WARNING: --force: reloading although these checks FAILED; paging may be broken:" in out
+    warnings = [line for line in out.splitlines() if "WARNING:   alertmanager.yml: " in line]
+    assert len(warnings) == 1 and CRITICAL_NULL in warnings[0], out
+    assert f"Alertmanager {base.alertmanager}: reloaded" in out
+    assert _metric(base.alertmanager, "alertmanager_config_hash") != am_hash
+    routes = yaml.safe_load(_am_config(base.alertmanager))["route"]["routes"]
+    assert [r["receiver"] for r in routes if r.get("matchers") == ['severity="critical"']] == ["null"]
+
+
+def test_a_syntax_error_is_refused_even_with_force(base: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _running_state(base)
+    (base.repo / "prometheus" / "rules" / "broken.yml").write_text(RULES_BROKEN)
+    capsys.readouterr()
+    assert reload.main(["reload", "--force", *base.args()]) == 2
+    assert "prometheus.yml is invalid, nothing was reloaded" in capsys.readouterr().err
+    assert _running_state(base) == before
+
+
+def test_wrong_credentials_reload_nothing(
+    base: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _running_state(base)
+    other = tmp_path / "other-run"
+    credentials.ensure_secret(credentials.secret_path(other, credentials.WEB_PASSWORD_FILE), True)
+    args = [a if a != str(base.run_dir) else str(other) for a in base.args()]
+    (base.repo / "prometheus" / "rules" / "reload-test-v2.yml").write_text(RULES_V2)
+    capsys.readouterr()
+
+    assert reload.main(["reload", *args]) == 1
+
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"redline reload: Prometheus at {base.prometheus}, Alertmanager at {base.alertmanager} refused the "
+        f"credentials (401) of {other / 'secrets' / 'web-password'}; nothing was reloaded (--run-dir: the "
+        "stack's run folder)"
+    )
+    assert _running_state(base) == before
+
+
+def test_rollback_refuses_to_overwrite_uncommitted_edits(
+    base: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (base.repo / "prometheus" / "rules" / "reload-test-v2.yml").write_text(RULES_V2)
+    base.git("add", "-A")
+    base.git("commit", "-q", "-m", "v2 rules")
+    assert reload.main(["reload", *base.args()]) == 0
+    am_yml = base.repo / "alertmanager" / "alertmanager.yml"
+    am_yml.write_text(am_yml.read_text().replace("resolve_timeout: 5m", "resolve_timeout: 6m"))
+    (base.repo / "prometheus" / "rules" / "draft.yml").write_text(RULES_V1.replace("v1", "draft"))
+    edited = {p: p.read_bytes() for p in (am_yml, base.repo / "prometheus" / "rules" / "draft.yml")}
+    before = _running_state(base)
+    capsys.readouterr()
+
+    assert reload.main(["rollback", *base.args()]) == 2
+
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "redline rollback: uncommitted changes in alertmanager/alertmanager.yml, prometheus/rules/draft.yml: "
+        "a rollback would overwrite them; nothing was changed. Commit them, or set them aside with: "
+        "git stash push --include-untracked -- prometheus alertmanager"
+    )
+    assert {p: p.read_bytes() for p in edited} == edited
+    assert (base.repo / "prometheus" / "rules" / "reload-test-v2.yml").exists()
+    assert _running_state(base) == before

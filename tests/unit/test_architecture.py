@@ -20,15 +20,30 @@ from redline.paths import ROOT
 PACKAGE = ROOT / "redline"
 # Bottom first. A module may import modules of its own layer or a lower one; the longest prefix decides.
 LAYERS: list[tuple[str, ...]] = [
-    ("redline.paths", "redline.topology", "redline.safe_yaml", "redline.tools", "redline.argtypes"),
-    ("redline.generate.model", "redline.generate.humanize", "redline.telemetry"),
+    (
+        "redline.paths",
+        "redline.topology",
+        "redline.safe_yaml",
+        "redline.tools",
+        "redline.argtypes",
+        "redline.credentials",
+        "redline.checks",
+        "redline.inventory",
+    ),
+    (
+        "redline.generate.model",
+        "redline.generate.promql",
+        "redline.generate.markdown",
+        "redline.generate.humanize",
+        "redline.telemetry",
+    ),
     ("redline.generate.conventions", "redline.exporters", "redline.receivers"),
     ("redline.generate.alerts", "redline.demo"),
     ("redline.generate.schema", "redline.stack"),
     ("redline.generate.load",),
     ("redline.generate.validate",),
     ("redline.generate.render", "redline.generate.files"),
-    ("redline.generate.cli",),
+    ("redline.generate.cli", "redline.console", "redline.verify_target"),
     ("redline.backtest",),
     ("redline.testing",),
     ("redline.cli", "redline.generate", "redline"),
@@ -147,7 +162,8 @@ def test_the_unit_tier_has_no_binary() -> None:
 # What the exporter image (Dockerfile: the `exporters` extra) runs, and what it does not install.
 IMAGE_COMMANDS = ("redline.exporters.host.main", "redline.exporters.jobs.cli", "redline.demo.cli")
 IMAGE_COMMANDS += ("redline.receivers.pager_sink", "redline.cli")
-NOT_IN_IMAGE = ("pydantic", "grafana_foundation_sdk", "supervisor", "packaging", "jsonnet")
+NOT_IN_IMAGE = ("pydantic", "markdown_it", "grafana_foundation_sdk", "supervisor", "packaging", "jsonnet")
+NOT_IN_IMAGE += ("starlette",)
 
 
 def test_the_exporter_image_runs_without_the_generator_dependencies() -> None:

@@ -8,10 +8,11 @@ import zlib
 
 import pytest
 
+from redline import topology
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.conventions import dashboard_uid, dashboard_url, panel_id, runbook_url
 from redline.generate.load import load_catalogue
-from redline.generate.model import Threshold, with_for_override
+from redline.generate.model import Threshold, parse_duration, with_for_override
 from redline.paths import ROOT
 
 SOURCES = ROOT / "thresholds" / "sources"  # copies of ../shared/seeds/*.txt and ../shared/DESIGN.md
@@ -109,10 +110,12 @@ def test_links_are_stable_and_resolve(catalogue):
     settings = catalogue.settings
     assert dashboard_uid("tmux") == "redline-tmux"
     assert panel_id("tmux", "cycle-time") == 100 + zlib.crc32(b"tmux/cycle-time") % 9900
+    # without a Grafana in inventory.yml, dashboard links open the console's page of the entry
+    console = f"http://127.0.0.1:{topology.endpoint('console').port}"
     assert dashboard_url(settings, "tmux", "cycle-time") == (
-        f"http://127.0.0.1:3000/d/redline-tmux?viewPanel={panel_id('tmux', 'cycle-time')}"
+        f"{console}/d/redline-tmux?viewPanel={panel_id('tmux', 'cycle-time')}"
     )
-    assert runbook_url(settings, "tmux", "TmuxMonitorDown").endswith("/tmux.md#tmuxmonitordown")
+    assert runbook_url(settings, "tmux", "TmuxMonitorDown") == f"{console}/runbooks/tmux.md#tmuxmonitordown"
     for system in catalogue.systems:
         ids = [panel_id(system.id, e) for e in system.entry_ids()]
         assert len(ids) == len(set(ids)) and all(100 <= i <= 9999 for i in ids)
@@ -163,6 +166,13 @@ def test_for_override_replaces_every_for(catalogue):
     assert {a.for_ for a in catalogue_alerts(fast)} == {"5s"}
     assert {a.for_ for a in catalogue_alerts(catalogue)} != {"5s"}
     assert all(isinstance(t, Threshold) for t in fast.thresholds())
+
+
+def test_for_override_divides_every_for_in_a_time_scaled_run(catalogue):
+    scaled = with_for_override(catalogue, "/10")
+    pairs = list(zip(catalogue_alerts(catalogue), catalogue_alerts(scaled), strict=True))
+    assert {(a.for_, b.for_) for a, b in pairs} >= {("15m", "1m30s"), ("1m", "6s")}
+    assert all(parse_duration(b.for_) == max(1, round(parse_duration(a.for_) / 10)) for a, b in pairs)
 
 
 def test_source_copies_are_intact_and_match_shared():

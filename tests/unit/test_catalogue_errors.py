@@ -11,6 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from redline.generate import cli
+from redline.generate.load import CatalogueError, load_catalogue
+from redline.generate.validate import validate
 from redline.paths import ROOT
 from redline.testing.catalogue import changed_catalogue, entry
 
@@ -35,6 +37,20 @@ def _duplicate_alert(data: dict) -> None:
 
 def _levels_out_of_order(data: dict) -> None:
     entry(data, "memory")["levels"][1]["value"] = 500000000
+
+
+def _set_file(key: str, value: object) -> Callable[[dict], None]:
+    def mutate(data: dict) -> None:
+        data[key] = value
+
+    return mutate
+
+
+def _level_quote(data: dict) -> None:
+    entry(data, "memory")["levels"][0]["quote"] = "memory above {{ $value }}"
+
+
+TMUX_UP = 'instance:tmux_monitor_up:min{system="tmux"}'
 
 
 # (file, mutation, entry, field, words in the message)
@@ -104,6 +120,47 @@ CASES = [
         "error_ratio",
         "{window}",
     ),
+    # issue 15: a query reading a metric absent from every contract used to be accepted, and the
+    # generated promtool test then failed
+    (
+        "tmux.yml",
+        _set("cpu", "signal", 'rate(process_cpu_seconds_total{system="tmux"}[1m]) / redline_cpu_limit'),
+        "cpu",
+        "signal",
+        "reads 'redline_cpu_limit', which is in no system's metrics contract",
+    ),
+    (
+        "tmux.yml",
+        _set("availability", "error_ratio", f"1 - avg(avg_over_time({TMUX_UP}[{{window}}])) * up2", "slos"),
+        "availability",
+        "error_ratio",
+        "reads 'up2', which is in no system's metrics contract",
+    ),
+    (
+        "pipeline.yml",
+        _set("postgres", "signal", 'min by (system, job, instance) ({__name__=~"up|pg_.+", job="postgres"})'),
+        "postgres",
+        "signal",
+        "is not a list of metric names",
+    ),
+    (
+        "tmux.yml",
+        _set_file("external_metrics", ["up"]),
+        "(file)",
+        "external_metrics",
+        "is in a metrics contract",
+    ),
+    # templates only where the schema allows them (description): Prometheus expands labels and the rest
+    (
+        "tmux.yml",
+        _set("cycle-time", "labels", {"team": "{{ $labels.job }}"}),
+        "cycle-time",
+        "labels.team",
+        "allowed only in 'description'",
+    ),
+    ("tmux.yml", _set("cycle-time", "quote", "{{ $value }}"), "cycle-time", "quote", "allowed only in"),
+    ("tmux.yml", _level_quote, "memory", "levels[0].quote", "allowed only in 'description'"),
+    ("tmux.yml", _set("availability", "name", "{{ 1 }}", "slos"), "availability", "name", "allowed only in"),
 ]
 
 
@@ -143,7 +200,26 @@ def test_yaml_syntax_error_and_cli_exit_status(tmp_path):
     assert not out.exists()
 
 
-def test_bad_for_override_is_a_usage_error(tmp_path, capsys):
-    assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", "soon"]) == 2
+def test_an_external_metric_may_be_read(tmp_path, capsys):
+    """A metric redline does not publish is readable once the file lists it in external_metrics."""
+
+    def read_alerts(data: dict) -> None:
+        data["external_metrics"] = ["ALERTS"]
+        entry(data, "cpu")["signal"] += ' unless on(system) ALERTS{alertname="TmuxMonitorDown"}'
+
+    catalogue = load_catalogue(changed_catalogue(tmp_path, "tmux.yml", read_alerts))
+    validate(catalogue)
+    assert catalogue.system("tmux").external_metrics == ("ALERTS",)
+    # without the listing the same signal is refused
+    without = changed_catalogue(tmp_path / "again", "tmux.yml", lambda data: (
+        read_alerts(data), data.pop("external_metrics")
+    ))  # fmt: skip
+    with pytest.raises(CatalogueError, match="reads 'ALERTS', which is in no system's metrics contract"):
+        validate(load_catalogue(without))
+
+
+@pytest.mark.parametrize("override", ["soon", "/0", "/x", "/"])
+def test_bad_for_override_is_a_usage_error(tmp_path, capsys, override):
+    assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", override]) == 2
     assert "--for-override" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

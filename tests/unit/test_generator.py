@@ -40,3 +40,14 @@ def test_registry_is_explicit():
 
 def test_committed_files_match_the_catalogue(rendered):
     assert compare(rendered, ROOT) == []
+
+
+def test_burn_runbooks_explain_the_page_that_follows_an_outage(rendered):
+    """The fastest tier (14.4x over 1h): an outage of more than 1.44% of an hour (51.84 s) spends 2% of a
+    99.9% budget over 30 days; a 95% latency objective needs 72% of the hour slow (43m 12s)."""
+    gamebook = rendered["docs/runbooks/gamebook.md"]
+    availability = gamebook.split("## GamebookAvailabilityBudgetBurn", 1)[1].split("\n## ", 1)[0]
+    assert "An outage longer than 51.84s (1.44% of 1h) spends 2% of the 30d budget" in availability
+    assert "holds this alert back" in availability and "younger than 1h" in availability
+    latency = gamebook.split("## GamebookLatencyBudgetBurn", 1)[1].split("\n## ", 1)[0]
+    assert "An outage longer than 43m 12s (72% of 1h)" in latency

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -376,3 +378,101 @@ def test_connection_threads_are_reused_bounded_and_end_with_the_server(registry:
             sock.close()
         server.shutdown()
     wait_until(lambda: not connection_threads(), timeout=5)
+
+
+def _threads_of(server) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"metrics-connection-{server.port}"]
+
+
+def test_listen_backlog_holds_a_burst_the_accept_loop_has_not_taken(registry: CollectorRegistry) -> None:
+    """Issue 15: with a backlog of 5, 50 clients on new connections saw SYN drops. 100 connections made
+    while the accept loop is held all connect (a backlog of 5 takes 6) and are all answered after."""
+    server = serve(registry, "127.0.0.1:0")
+    httpd = server._httpd
+    assert httpd.request_queue_size == 128
+    clients: list[socket.socket] = []
+    try:
+        with httpd._lock:  # the accept loop stops at the first connection it hands over
+            for _ in range(100):
+                sock = socket.create_connection((server.host, server.port), timeout=2)
+                sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                clients.append(sock)
+        for sock in clients:
+            sock.settimeout(10)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in clients:
+            sock.close()
+        server.shutdown()
+
+
+def test_connection_threads_are_capped_and_idle_connections_make_room(registry: CollectorRegistry) -> None:
+    """Issue 15: 200 idle sockets started ~150 threads. Now at most max_connection_threads (64), and a
+    scrape on a new connection is still answered: the longest idle connection is closed for it."""
+    server = serve(registry, "127.0.0.1:0")
+    httpd = server._httpd
+    idle: list[socket.socket] = []
+    most = 0
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection((server.host, server.port), timeout=5))
+            most = max(most, len(_threads_of(server)))
+        wait_until(lambda: not httpd._accepted, timeout=10, interval=0.01)  # every one taken
+        most = max(most, len(_threads_of(server)))
+        assert most == httpd.max_connection_threads == 64
+        started = time.monotonic()
+        code, _, body = _get(server.metrics_url)
+        assert code == 200 and 'demo_requests_total{code="200"} 3.0' in body
+        assert time.monotonic() - started < 2
+        assert len(_threads_of(server)) <= 64
+        closed = 0
+        for sock in idle:  # the oldest idle connections were closed to make room
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError):
+                closed += sock.recv(1) == b""
+        assert closed >= 137, closed  # 200 + the scrape - 64 threads
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: len(_threads_of(server)) <= httpd.max_waiting_threads, timeout=10)
+    server.shutdown()
+
+
+def test_busy_threads_and_a_full_queue_answer_503(registry: CollectorRegistry) -> None:
+    release = threading.Event()
+
+    def block(environ: dict) -> tuple[int, str, bytes]:
+        release.wait(10)
+        return 200, "text/plain", b"done"
+
+    server = serve(registry, "127.0.0.1:0", routes={"/block": block})
+    httpd = server._httpd
+    httpd.max_connection_threads, httpd.max_queued_connections = 2, 1
+    socks: list[socket.socket] = []
+
+    def connect(path: str) -> socket.socket:
+        sock = socket.create_connection((server.host, server.port), timeout=5)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        socks.append(sock)
+        return sock
+
+    try:
+        for _ in range(2):  # both threads busy in a request: nothing idle to close
+            connect("/block")
+        wait_until(lambda: len(_threads_of(server)) == 2 and not httpd._idle, timeout=5, interval=0.01)
+        queued = connect("/-/healthy")
+        wait_until(lambda: len(httpd._accepted) == 1, timeout=5, interval=0.01)
+        refused = connect("/-/healthy")
+        answer = refused.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503 Service Unavailable") and answer.endswith(
+            b"too many connections\n"
+        )
+        assert refused.recv(1) == b""  # and closed
+        release.set()
+        assert queued.recv(4096).startswith(b"HTTP/1.1 200")  # the queued one is served after
+        assert len(_threads_of(server)) <= 2
+    finally:
+        release.set()
+        for sock in socks:
+            sock.close()
+        server.shutdown()

@@ -3,7 +3,10 @@
 Threshold alerts, per level, get at least three cases:
   - "safe":    the signal held just on the good side of the threshold for a long time -> not firing;
   - "pending": the signal jumps just past the threshold; checked one interval before `for` ends -> not firing;
-  - "firing":  the same series after `for` (plus settling time) -> firing, exact labels and annotations.
+  - "firing":  the same series after `for` (plus settling time) -> firing, exact labels and annotations;
+  - "detection": a healthy signal steps just past the threshold and stays there: firing exactly when the
+    breach has filled the signal's rate window and then held for `for`, not one interval earlier, and
+    firing at the detection time its runbook states (rate window + `for`).
 Other levels of the same alert are part of the expectation (a critical breach also fires the warning).
 SLO alerts get three burn-rate cases: fast burn pages (and tickets), slow burn tickets only, within
 budget stays silent. Input series come from each entry's `test:` fixture: every series follows
@@ -22,6 +25,7 @@ from redline.generate.model import (
     System,
     Threshold,
     breaches,
+    clip,
     format_duration,
     format_number,
     parse_duration,
@@ -45,8 +49,11 @@ class FixtureError(RenderError):
     """A fixture cannot produce a deterministic test; names file, entry and field like CatalogueError."""
 
     def __init__(self, file: str, entry: str, field_name: str, problem: str) -> None:
+        entry, field_name = clip(entry, 80), clip(field_name, 120)
         prefix = f"{file}: entry {entry!r}: field {field_name!r}: "
-        super().__init__(problem if problem.startswith(prefix) else prefix + problem)
+        problem = clip(problem.removeprefix(prefix), 300)
+        self.file, self.entry, self.field, self.problem = file, entry, field_name, problem
+        super().__init__(prefix + problem)
 
 
 def _state(level: Threshold, t: int, v1: float, v2: float, p: int, settle: int) -> bool | None:
@@ -111,7 +118,8 @@ def threshold_tests(
     assert isinstance(level, Threshold) and level.fixture is not None
     fixture, where = level.fixture, f"{level.file}: entry {level.id!r}: field 'test'"
     interval = parse_duration(catalogue.settings.test_interval)
-    settle = _round_up(parse_duration(catalogue.settings.test_settle), interval)
+    # a signal settles once its longest window holds only the new value
+    settle = _round_up(max(parse_duration(catalogue.settings.test_settle), level.window_seconds), interval)
     targets = [dict(t) for t in system.test_targets] or [{}]
     same_name = [a for a in alerts if a.alert_name == level.alert_name]
     name = f"{level.alert_name} {level.severity}"
@@ -182,7 +190,99 @@ def threshold_tests(
                 "alert_rule_test": cases,
             }
         )
+    groups.append(
+        _detection_group(level_alert, same_name, fixture, targets[0], interval, settle, name, where)
+    )
     return groups
+
+
+def healthy_value(level: Threshold, levels: list[Threshold]) -> float:
+    """A value well on the good side of every level, where a real breach starts from: half the lowest
+    level (above the highest for `<`, halfway to 100% for ratios). Not 0: a counter that has not moved
+    since the window's first sample limits rate()'s extrapolation and would delay the breach."""
+    if level.unit == "boolean":
+        return level.target
+    if level.operator in (">", ">="):
+        return min(other.value for other in levels) / 2
+    highest = max(other.value for other in levels)
+    return (1 + highest) / 2 if level.unit == "ratio" else 2 * highest
+
+
+def _detection_group(
+    level_alert: Alert,
+    alerts: list[Alert],
+    fixture: Fixture,
+    target: dict[str, str],
+    interval: int,
+    settle: int,
+    name: str,
+    where: str,
+) -> dict:
+    """Healthy, then just past this level for good: firing at the exact detection time, not one interval
+    before, and at the time the runbook states.
+
+    Evaluated every `interval` on samples every `interval`: a rate window [W] then holds W/interval - 1
+    increases, the newest of which is already the breach's at the step itself, so the signal at k intervals
+    after the step is the mean of min(k + 1, n) breaching and the rest healthy increases."""
+    level = level_alert.source
+    assert isinstance(level, Threshold)
+    levels = [a.source for a in alerts if isinstance(a.source, Threshold)]
+    healthy, (breach, _safe) = healthy_value(level, levels), breach_and_safe(level)
+    steps = max(level.rate_window_seconds // interval - 1, 1) if level.rate_window_seconds else 0
+    p = 2 * settle
+    for other in levels:
+        if breaches(other.operator, healthy, other.value):
+            raise ValueError(f"{where}: the healthy value {healthy} breaches the {other.severity} level")
+
+    def value_at(t: int) -> float:
+        if not steps:
+            return breach
+        breaching = min((t - p) // interval + 1, steps)
+        return round((healthy * (steps - breaching) + breach * breaching) / steps, 12)
+
+    def active_from(other: Threshold) -> int | None:
+        for t in range(p, p + (steps + 1) * interval, interval):
+            if breaches(other.operator, value_at(t), other.value):
+                return t
+        return None
+
+    first = active_from(level)
+    if first is None:
+        raise ValueError(f"{where}: the breach never reaches the {level.severity} level")
+    t_detect = first + parse_duration(level.for_)
+    t_stated = p + level.detection_seconds
+    end = max(t_detect, t_stated)
+    rows, seen = input_series(
+        fixture,
+        target,
+        Timeline(interval, ((healthy, p // interval), (breach, (end - p) // interval + 1))),
+        where,
+    )
+
+    def case(t: int) -> dict:
+        expected = []
+        for alert in alerts:
+            other = alert.source
+            assert isinstance(other, Threshold)
+            since = active_from(other)
+            if since is not None and t - since >= parse_duration(other.for_):
+                expected.append(
+                    {
+                        "exp_labels": expected_labels(alert, fixture, seen, where),
+                        "exp_annotations": expected_annotations(alert, value_at(t)),
+                    }
+                )
+        return {"eval_time": format_duration(t), "alertname": level.alert_name, "exp_alerts": expected}
+
+    checks = sorted({t_detect - interval, t_detect, t_stated})
+    return {
+        "name": f"{name}: detection from healthy ({_show(level, healthy)}) to {_show(level, breach)}: "
+        f"firing {format_duration(t_detect - p)} after the step, not one interval earlier; "
+        f"stated detection time {format_duration(level.detection_seconds)}",
+        "interval": format_duration(interval),
+        "input_series": rows,
+        "alert_rule_test": [case(t) for t in checks],
+    }
 
 
 def _show(level: Threshold, v: float) -> str:

@@ -29,7 +29,7 @@ PATTERN_TYPES = {
     s.RECORD_PATTERN: "`level:metric:operations`",
     s.LABEL_PATTERN: "label name",
     s.METRIC_PATTERN: "metric name",
-    r"^https?://": "http(s) URL",
+    s.URL_PATTERN: "http(s) URL",
 }
 
 

@@ -8,13 +8,21 @@ profile). A scrape job per topology job, with its interval.
 
 from __future__ import annotations
 
-from redline import topology
+from redline import credentials, inventory, topology
 from redline.generate.model import Catalogue
 from redline.generate.render.common import TOPOLOGY, header, yaml_dump
+from redline.inventory import Inventory
 
 PROMETHEUS_CONFIG = "prometheus/prometheus.yml"
 COMPOSE_TARGETS = "prometheus/targets/compose"
 
+# The stack's basic auth (redline/credentials.py). A relative password_file resolves against the folder of
+# the config file Prometheus is given: natively .run/prometheus/ (-> .run/secrets/), in compose
+# /etc/prometheus/ (-> /etc/secrets/, where docker-compose.yml mounts the stack's secrets).
+BASIC_AUTH = (
+    f"basic_auth: {{ username: {credentials.USER}, password_file: ../{credentials.SECRETS}/"
+    f"{credentials.WEB_PASSWORD_FILE} }}"
+)
 # Everything of prometheus.yml but the scrape jobs. The intervals are the ones docs/alert-latency.md
 # measures: applications scraped every 1 s (their jobs in redline/topology.py) and rules evaluated every
 # 1 s, so a critical condition reaches Alertmanager within about 2 s (the job pipeline asks for detection
@@ -34,6 +42,7 @@ alerting:
   alertmanagers:
     - api_version: v2
       timeout: 5s
+      {basic_auth}
       file_sd_configs:
         - files: [targets/alertmanagers*.yml]
 
@@ -63,7 +72,9 @@ def render_prometheus_config() -> str:
         "# Shared by `docker compose up` and the native stack (`make up`): every address is in the target",
         "# files (targets/*.yml, file_sd), which `redline up` writes into its run folder for 127.0.0.1 and",
         f"# {COMPOSE_TARGETS}/ holds for compose. See docs/alert-latency.md for the intervals.",
-        GLOBAL.rstrip(),
+        "# The stack's own endpoints need basic auth: the password is read from ../secrets/web-password,",
+        "# next to the folder of the config file (the run folder's secrets/; docs/native-stack.md).",
+        GLOBAL.replace("{basic_auth}", BASIC_AUTH).rstrip(),
     ]
     for index, job in enumerate(topology.JOBS):
         if job.comment:
@@ -74,6 +85,8 @@ def render_prometheus_config() -> str:
             lines += [f"    scrape_interval: {job.interval}", f"    scrape_timeout: {job.interval}"]
         if job.name == topology.PROBE_JOB:
             lines.append(PROBE_SETTINGS.rstrip())
+        if job.auth:
+            lines.append(f"    {BASIC_AUTH}")
         lines.append(f"    file_sd_configs: [{{ files: [targets/{job.target_file}*.yml] }}]")
         if job.name == topology.PROBE_JOB:
             lines.append(PROBE_RELABELLING.rstrip())
@@ -88,11 +101,16 @@ def _target_file(stem: str, groups: list[dict], profile: str) -> str:
     )
 
 
-def render_compose_targets() -> dict[str, str]:
-    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs."""
-    rows = [row for row in topology.ENDPOINTS if row.compose]
-    single = topology.target_files([row for row in rows if not row.ha_only], topology.compose_address)
-    ha = topology.target_files(rows, topology.compose_address)
+def render_compose_targets(services: Inventory) -> dict[str, str]:
+    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs: the stack's
+    own services, the demo's when the inventory runs it, and the inventory's real services."""
+    rows = [row for row in topology.ENDPOINTS if row.compose and (services.demo or row.service != "demo")]
+    prober = topology.compose_address(topology.endpoint(topology.PROBER))
+    real = inventory.target_files(services, prober)
+    single = inventory.merge(
+        topology.target_files([row for row in rows if not row.ha_only], topology.compose_address), real
+    )
+    ha = inventory.merge(topology.target_files(rows, topology.compose_address), real)
     files = {
         f"{COMPOSE_TARGETS}/{stem}.yml": _target_file(stem, groups, "default")
         for stem, groups in single.items()
@@ -104,5 +122,5 @@ def render_compose_targets() -> dict[str, str]:
 
 
 def render_targets(catalogue: Catalogue) -> dict[str, str]:
-    """Renderer: prometheus.yml and the compose target files (from the topology, not the catalogue)."""
-    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets()}
+    """Renderer: prometheus.yml (from the topology) and the compose target files (topology, inventory)."""
+    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets(catalogue.inventory)}

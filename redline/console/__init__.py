@@ -1,0 +1,1 @@
+"""The on-call console: alerts, their signal and runbook, silences and page history (`redline console`)."""

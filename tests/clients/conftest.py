@@ -1,0 +1,107 @@
+"""The client conformance suite: real client libraries in their own runtimes against the real stack.
+
+One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink and vmagent from
+`redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
+Alertmanager's group timers capped at 2 s, as tests/e2e does: what is decided is unchanged, no test waits
+for a real `for`. A client joins by a target file in the stack's file_sd folder (as a team's service
+would), or by pushing OTLP to its vmagent. Node's packages and Debian's chromium come from `make setup`; a
+missing one fails with the line that installs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redline.paths import ROOT
+from redline.testing.processes import wait_until
+from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
+
+NODE_DIR = ROOT / "tests" / "clients" / "node"
+CHROMIUM = Path("/usr/bin/chromium")
+FOR_OVERRIDE = "3s"
+SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent"]
+
+
+def node_modules() -> Path:
+    """tests/clients/node/node_modules, or a failure that says how to install it."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not on PATH: install Node 20 (apt-get install nodejs npm), then 'make setup'")
+    folder = NODE_DIR / "node_modules"
+    if not (folder / "prom-client").is_dir():
+        pytest.fail(f"{folder} is missing: run 'make setup' (npm ci in tests/clients/node)")
+    return folder
+
+
+def chromium() -> Path:
+    """Debian's chromium, or a failure that says how to install it."""
+    if not CHROMIUM.exists():
+        pytest.fail("/usr/bin/chromium is missing: run 'make setup' as root (apt-get install chromium)")
+    return CHROMIUM
+
+
+class ClientStack:
+    """The suite's stack and how a client joins it."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def add_targets(self, name: str, job: str, targets: list[str], labels: dict[str, str]) -> None:
+        """A file_sd target file `targets/<job>-<name>.yml` in the run folder: Prometheus scrapes
+        `targets` in scrape job `job` with `labels`, as it would a team's service."""
+        folder = self.sandbox.run_dir / "prometheus" / "targets"
+        text = yaml.safe_dump([{"targets": targets, "labels": labels}])
+        partial = folder / f".{job}-{name}.tmp"
+        partial.write_text(text)
+        partial.replace(folder / f"{job}-{name}.yml")  # file_sd reads whole files only
+
+    @property
+    def otlp_url(self) -> str:
+        return f"{self.sandbox.url('vmagent')}/opentelemetry/v1/metrics"
+
+    @property
+    def otlp_headers(self) -> dict[str, str]:
+        """The stack's credentials, which vmagent requires on every push."""
+        return self.sandbox.auth
+
+    @property
+    def otlp_headers_env(self) -> dict[str, str]:
+        """The same credentials as the OpenTelemetry SDKs read them from the environment
+        (OTEL_EXPORTER_OTLP_METRICS_HEADERS, values URL-encoded)."""
+        pairs = [f"{name}={urllib.parse.quote(value)}" for name, value in self.otlp_headers.items()]
+        return {"OTEL_EXPORTER_OTLP_METRICS_HEADERS": ",".join(pairs)}
+
+
+@pytest.fixture(scope="session")
+def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
+    tmp = tmp_path_factory.mktemp("clients")
+    rules = render_rules(FOR_OVERRIDE, tmp / "generated")
+    am = alertmanager_config_with_timers(tmp / "alertmanager.yml", group_wait="2s", group_interval="2s")
+    with Sandbox(rules_dir=rules, alertmanager_config=am, only=SERVICES) as sandbox:
+        # an alert that fires before Prometheus has found Alertmanager is re-sent only a minute later
+        wait_until(
+            lambda: sandbox.query("prometheus_notifications_alertmanagers_discovered == 1"),
+            timeout=30,
+            what="Prometheus sending to Alertmanager",
+        )
+        yield ClientStack(sandbox)
+
+
+def wait_alert(stack: ClientStack, alert: str, status: str, since: int, timeout: float = 90, **labels: str):
+    """The pager-sink's first `status` notification of `alert` with `labels` after notification `since`,
+    at the receiver its severity routes to (/pager critical, /ticket warning)."""
+    found = None
+
+    def arrived() -> bool:
+        nonlocal found
+        found = next(stack.sandbox.matching_alerts(alert, status, since, **labels), None)
+        return found is not None
+
+    wait_until(arrived, timeout=timeout, interval=0.2, what=f"{status} {alert} {labels} at the pager-sink")
+    assert found is not None
+    return found

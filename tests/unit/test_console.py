@@ -1,0 +1,156 @@
+"""The console's parts that need no upstream: charts, runbooks, CSRF, authentication, where links land,
+and the history page over a real SQLite ledger. Pages that ask Prometheus or Alertmanager are tested
+against the real ones (tests/integration/test_console.py, tests/e2e/test_console_browser.py)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+
+import bcrypt
+import pytest
+from starlette.testclient import TestClient
+
+from redline.console.app import build_app
+from redline.console.charts import Line, Series, intervals, signal_chart, visible_span
+from redline.console.runbooks import RUNBOOKS, Runbooks, render
+from redline.console.security import Authenticator, Csrf
+from redline.console.upstream import Alertmanagers, Prometheus
+from redline.console.views import Console
+from redline.generate.conventions import panel_id
+from redline.generate.load import load_catalogue
+from redline.paths import ROOT
+from redline.receivers.ledger import Ledger
+from redline.testing.notifications import notification
+
+UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: pages under test must not need it
+
+
+def test_chart_draws_series_reference_lines_and_firing_intervals() -> None:
+    series = [Series('{instance="a"}', [(1000.0 + 60 * i, 0.5 + 0.1 * i) for i in range(10)])]
+    lines = [Line(0.5, "target 500ms", "#2ca02c"), Line(1.0, "warning 1s", "#ff7f0e")]
+    svg = signal_chart(series, 1000.0, 1540.0, "seconds", lines, firing=[(1300.0, 1540.0)])
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    polyline = re.search(r'points="([^"]+)"', svg)
+    assert polyline is not None and len(polyline.group(1).split()) == 10
+    assert ">target 500ms</text>" in svg and ">warning 1s</text>" in svg
+    firing = re.findall(r'<rect class="firing" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)
+    assert len(firing) == 1
+    x, width = map(float, firing[0])
+    assert x == pytest.approx(64 + (1300 - 1000) / 540 * 684, abs=0.2) and x + width == pytest.approx(
+        748, abs=0.2
+    )
+    assert "no data" in signal_chart([], 0, 60, "ratio")
+
+
+def test_intervals_and_the_visible_span() -> None:
+    points = [(t, 1.0) for t in (0, 15, 30, 90, 105)]
+    assert intervals(points, 15) == [(0, 45), (90, 120)]
+    young = [Series("s", [(9000.0, 1.0), (9600.0, 2.0)])]
+    assert visible_span(young, 0.0, 10000.0) == 9000.0
+    assert visible_span(young, 0.0, 9200.0) == 8300.0  # at least 15 minutes
+    assert visible_span([], 0.0, 10000.0) == 0.0
+
+
+def test_runbooks_render_with_an_anchor_per_alert_and_escape_html() -> None:
+    runbooks = Runbooks(ROOT / RUNBOOKS)
+    assert {"gamebook", "qerrors", "pipeline", "tmux", "host", "redline"} <= set(runbooks.systems())
+    page = runbooks.page("tmux")
+    assert page is not None and '<h2 id="tmuxmonitorcycleslow">TmuxMonitorCycleSlow</h2>' in page
+    section = runbooks.section("tmux", "TmuxMonitorCycleSlow")
+    assert (
+        section is not None
+        and "<strong>First steps</strong>" in section
+        and "TmuxMonitorCpuHigh" not in section
+    )
+    assert runbooks.section("tmux", "NoSuchAlert") is None and runbooks.page("nope") is None
+    unsafe = render("<script>alert(1)</script> and [a link](javascript:alert(1))")
+    assert "<script>" not in unsafe and "&lt;script&gt;" in unsafe and 'href="javascript' not in unsafe
+
+
+def test_csrf_tokens_are_per_user_and_need_the_own_origin() -> None:
+    csrf = Csrf(b"k" * 32)
+    token = csrf.token("alice")
+    own = "http://127.0.0.1:9400"
+    assert csrf.valid("alice", token, None, own) and csrf.valid("alice", token, own, own)
+    assert not csrf.valid("bob", token, own, own)
+    assert not csrf.valid("alice", token, "http://evil.example", own)
+    assert not csrf.valid("alice", None, own, own) and not csrf.valid("alice", "0" * 64, own, own)
+
+
+@pytest.fixture(scope="module")
+def console_parts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Console, str]:
+    ledger_url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    now = time.time()
+    ledger = Ledger(ledger_url)
+    ledger.record("pager", notification("pager", "TmuxMonitorDown", "firing", now - 900), now - 898)
+    ledger.record(
+        "pager", notification("pager", "TmuxMonitorDown", "resolved", now - 900, now - 300), now - 298
+    )
+    ledger.close()
+    console = Console(load_catalogue(), Prometheus(UNREACHABLE), Alertmanagers([UNREACHABLE]), ledger_url)
+    return console, ledger_url
+
+
+def _client(console: Console, web_config: str | None = None) -> TestClient:
+    app = build_app(console, Runbooks(ROOT / RUNBOOKS), Authenticator(web_config), Csrf(b"s" * 32))
+    return TestClient(app, base_url="http://127.0.0.1:9400")
+
+
+def test_links_land_on_the_runbook_anchor_and_the_system_entry(console_parts: tuple[Console, str]) -> None:
+    client = _client(console_parts[0])
+    page = client.get("/runbooks/pipeline.md")
+    assert page.status_code == 200 and 'id="pipelinejobsslow"' in page.text
+    entry = panel_id("tmux", "cycle-time")
+    landed = client.get(f"/d/redline-tmux?viewPanel={entry}", follow_redirects=False)
+    assert landed.status_code == 302 and landed.headers["location"] == "/systems/tmux#entry-cycle-time"
+    assert client.get("/d/redline-overview", follow_redirects=False).headers["location"] == "/"
+    assert client.get("/runbooks/nope.md").status_code == 404
+
+
+def test_history_shows_the_ledger(console_parts: tuple[Console, str]) -> None:
+    page = _client(console_parts[0]).get("/history?days=1")
+    assert page.status_code == 200
+    row = re.search(
+        r"<td>TmuxMonitorDown</td><td>tmux</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td>", page.text
+    )
+    assert row is not None and row.groups() == ("1", "0", "1")
+    assert '<td class="duration">10m 0s</td>' in page.text
+
+
+def test_posts_need_the_form_token(console_parts: tuple[Console, str]) -> None:
+    client = _client(console_parts[0])
+    refused = client.post("/ack", data={"fingerprint": "fp-x", "csrf": "forged"})
+    assert refused.status_code == 400 and "stale or did not come from the console" in refused.text
+    token = Csrf(b"s" * 32).token("anonymous")
+    foreign = client.post(
+        "/ack", data={"fingerprint": "fp-x", "csrf": token}, headers={"Origin": "http://evil"}
+    )
+    assert foreign.status_code == 400
+    acked = client.post(
+        "/ack", data={"fingerprint": "fp-x", "csrf": token, "back": "a=b"}, follow_redirects=False
+    )
+    assert acked.status_code == 303 and acked.headers["location"] == "/alert?a=b"
+    bad = client.post(
+        "/silences", data={"csrf": token, "matchers": "not a matcher", "hours": "2", "comment": "c"}
+    )
+    assert bad.status_code == 400 and "not a matcher like name=" in bad.text
+
+
+def test_every_page_needs_credentials_when_the_stack_has_them(
+    console_parts: tuple[Console, str], tmp_path: Path
+) -> None:
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"basic_auth_users:\n  oncall: '{hashed}'\n")
+    client = _client(console_parts[0], str(web))
+    assert client.get("/history").status_code == 401
+    assert client.get("/history").headers["www-authenticate"] == 'Basic realm="redline console"'
+    assert client.get("/-/healthy").status_code == 200
+    good = {"Authorization": "Basic " + base64.b64encode(b"oncall:s3cret").decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"oncall:guess").decode()}
+    assert client.get("/history", headers=wrong).status_code == 401
+    page = client.get("/history", headers=good)
+    assert page.status_code == 200 and '<span class="user">oncall</span>' in page.text
