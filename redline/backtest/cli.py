@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from redline import topology
+from redline import credentials, topology
 from redline.backtest import analysis, catalogues, report
 from redline.backtest.datasource import DatasourceError, HistoryError, authenticated, check_coverage, iso
 from redline.backtest.engine import EngineError, replay
@@ -27,7 +27,7 @@ from redline.backtest.rules import RuleError, RuleSet
 from redline.backtest.timeline import Grid
 from redline.generate.load import CatalogueError
 from redline.generate.model import parse_duration
-from redline.paths import ALERTMANAGER
+from redline.paths import ALERTMANAGER, run_dir
 
 EXIT_BACKEND = 1
 EXIT_INVALID = 2
@@ -107,7 +107,8 @@ def options() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
             ("--to", "last evaluation (default now)", {"dest": "end", "type": parse_time, "metavar": "TIME"}),
             ("--step", "evaluation interval (default 1m)",
              {"type": duration, "default": 60, "metavar": "DURATION"}),
-            ("--prometheus", f"datasource, read only (default {url})", {"default": url, "metavar": "URL"}),
+            ("--prometheus", f"datasource, read only (default {url}, with the run folder's credentials)",
+             {"default": url, "metavar": "URL"}),
             ("--bearer-token-file", "a file holding the datasource's bearer token",
              {"type": Path, "metavar": "FILE"}),
             ("--basic-auth-file", "a file holding the datasource's user:password",
@@ -146,6 +147,17 @@ def parser() -> argparse.ArgumentParser:
         for flag, help_text, keywords in items:
             group.add_argument(flag, help=help_text, **keywords)
     return p
+
+
+def stack_basic_auth(args: argparse.Namespace, folder: Path) -> Path | None:
+    """The run folder's credentials as a user:password file (0600), when the datasource is the stack's
+    own Prometheus and no other credentials were given; None otherwise."""
+    stack = credentials.Credentials(run_dir().resolve())
+    if args.bearer_token_file or args.prometheus != parser().get_default("prometheus") or not stack.exists():
+        return None
+    path = folder / "stack-basic-auth"
+    credentials.write_private(path, f"{credentials.USER}:{stack.web_password}")
+    return path
 
 
 def grid_of(args: argparse.Namespace) -> Grid:
@@ -193,7 +205,8 @@ def run(args: argparse.Namespace, progress: analysis.Progress, started: float) -
         rules = RuleSet(grid.step)
         base_rules = rules.add_catalogue(base)
         other_rules = rules.add_catalogue(other[0]) if other else None
-        source = authenticated(args.prometheus, args.bearer_token_file, args.basic_auth_file, workdir)
+        basic_auth_file = args.basic_auth_file or stack_basic_auth(args, workdir)
+        source = authenticated(args.prometheus, args.bearer_token_file, basic_auth_file, workdir)
         progress(
             f"{len(rules.rules)} alert rules and {len(rules.signals)} signals over {iso(grid.start)} .. "
             f"{iso(grid.end)} every {grid.step}s from {source.url}"

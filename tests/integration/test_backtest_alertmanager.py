@@ -18,6 +18,7 @@ its group, so the order of an arrival and a flush never depends on scheduling ji
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import threading
 import time
@@ -82,8 +83,9 @@ TIMELINE = [
 UNTIL = 1600.0  # model seconds: after the last flush of the last group (1300 -> the 1500 tick)
 
 
-def scaled_config(sink: str) -> dict:
-    """alertmanager.yml with route timers divided by FACTOR and one webhook per receiver."""
+def scaled_config(sink: str, token: str) -> dict:
+    """alertmanager.yml with route timers divided by FACTOR and one webhook per receiver (the
+    pager-sink's token as the URL's password, as the stack's webhook URL files carry it)."""
     config = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())
     config.pop("templates", None)
 
@@ -105,7 +107,12 @@ def scaled_config(sink: str) -> dict:
         receivers.append(
             {
                 "name": receiver["name"],
-                "webhook_configs": [{"url": f"{sink}/{receiver['name']}", "send_resolved": resolved}],
+                "webhook_configs": [
+                    {
+                        "url": sink.replace("://", f"://alertmanager:{token}@") + f"/{receiver['name']}",
+                        "send_resolved": resolved,
+                    }
+                ],
             }
         )
     config["receivers"] = receivers
@@ -211,7 +218,10 @@ def test_the_model_sends_what_a_real_alertmanager_sends(tmp_path: Path) -> None:
     sink_port, am_port = free_port(), free_port()
     sink = f"http://127.0.0.1:{sink_port}"
     out = tmp_path / "notifications.jsonl"
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(scaled_config(sink), sort_keys=False))
+    token = secrets.token_urlsafe(16)
+    token_file = tmp_path / "pager-sink-token"
+    token_file.write_text(token + "\n")
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(scaled_config(sink, token), sort_keys=False))
     sink_cmd = [
         sys.executable,
         "-m",
@@ -219,6 +229,7 @@ def test_the_model_sends_what_a_real_alertmanager_sends(tmp_path: Path) -> None:
         "pager-sink",
         f"--listen=127.0.0.1:{sink_port}",
         f"--out={out}",
+        f"--token-file={token_file}",
     ]
     am_url = f"http://127.0.0.1:{am_port}"
     am_cmd = [
@@ -240,7 +251,7 @@ def test_the_model_sends_what_a_real_alertmanager_sends(tmp_path: Path) -> None:
         assert not worker.is_alive() and not pusher.errors, pusher.errors
         time.sleep(0.5)  # deliveries of the last flush
         wall = time.monotonic() - started
-        status, body = http_get(f"{sink}/notifications")
+        status, body = http_get(f"{sink}/notifications", headers={"Authorization": f"Bearer {token}"})
         assert status == 200
     records = [json.loads(line) for line in body.splitlines()]
     real = []
@@ -263,7 +274,7 @@ def test_the_model_sends_what_a_real_alertmanager_sends(tmp_path: Path) -> None:
 
 
 def test_the_scaled_configuration_keeps_routes_and_inhibitions() -> None:
-    config = scaled_config("http://127.0.0.1:1")
+    config = scaled_config("http://127.0.0.1:1", "token")
     original = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())
     assert config["inhibit_rules"] == original["inhibit_rules"]
     assert config["route"]["routes"][1]["group_interval"] == "500ms"  # the pager route's 30s

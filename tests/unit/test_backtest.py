@@ -4,10 +4,12 @@ machine, candidate values for suggestions, the command line's grid and the repor
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import yaml
 
+from redline import credentials
 from redline.backtest import analysis, cli, report
 from redline.backtest.rules import RULE_LABEL, RuleError, RuleSet, inline, lookback, records, selectors
 from redline.backtest.timeline import (
@@ -170,3 +172,19 @@ def test_the_table_says_what_each_alert_did() -> None:
     ]
     assert "receiver ticket: 3 tickets (3.0/week), 6 notifications in all" in text
     assert "not backtested: Watchdog" in text
+
+
+def test_the_stacks_own_prometheus_is_read_with_the_run_folders_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDLINE_RUN_DIR", str(tmp_path / "run"))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert cli.stack_basic_auth(cli.parser().parse_args([]), work) is None  # no stack password yet
+    credentials.ensure_secret(credentials.secret_path(tmp_path / "run", credentials.WEB_PASSWORD_FILE), True)
+    password = credentials.Credentials(tmp_path / "run").web_password
+    found = cli.stack_basic_auth(cli.parser().parse_args([]), work)
+    assert found is not None and found.read_text() == f"redline:{password}"
+    assert found.stat().st_mode & 0o777 == 0o600
+    other = cli.parser().parse_args(["--prometheus", "http://elsewhere:9090"])
+    assert cli.stack_basic_auth(other, work) is None  # another datasource never gets the stack's password
