@@ -18,16 +18,12 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from redline import credentials, inventory, topology
+from redline import credentials, inventory, pg_roles, topology
 from redline.demo.pipeline import reference_schema
 from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
+from redline.pg_roles import PG_ADMIN, PG_ROLES
 from redline.stack.services import (
-    PG_ADMIN,
     PG_BIN,
-    PG_DEMO,
-    PG_JOB_EXPORTER,
-    PG_MONITOR,
-    PG_ROLES,
     SERVICES,
     Context,
     Service,
@@ -241,7 +237,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 def _prepare_postgres(ctx: Context) -> None:
-    """initdb on first use; a random password per role (services.PG_ROLES) kept in the run's secrets,
+    """initdb on first use; a random password per role (redline/pg_roles.py) kept in the run's secrets,
     and the pgpass file the demo and the job exporter read theirs from."""
     passwords = {role.name: credentials.ensure_secret(ctx.secret(role.secret)) for role in PG_ROLES}
     pgpass = "".join(f"127.0.0.1:{ctx.port('postgres')}:*:{name}:{pw}\n" for name, pw in passwords.items())
@@ -295,39 +291,21 @@ def _connect_admin(ctx: Context, dbname: str) -> psycopg.Connection:
     )
 
 
-def ensure_database(ctx: Context, name: str = "pipeline") -> None:
-    """The pipeline database and the least-privilege roles, on every start (idempotent):
-
-    - redline_demo owns the database and the job table (its pipeline writes the table, its faults lock
-      it and ALTER the database) and may end other roles' sessions (pg_signal_backend, for db-down);
-    - redline_job_exporter may only SELECT the job table (docs/job-exporter.md);
-    - redline_monitor has pg_monitor, what postgres_exporter reads.
-    Passwords are set from the run folder's secrets each time, so a changed file takes effect. Logins
-    are allowed last: a service that connects early (they retry) finds its grants in place.
+def ensure_database(ctx: Context, name: str = pg_roles.PIPELINE_DATABASE) -> None:
+    """The pipeline database and the least-privilege roles (redline/pg_roles.py, as compose's init
+    script), on every start (idempotent). Passwords are set from the run folder's secrets each time, so a
+    changed file takes effect. Logins are allowed last: a service that connects early (they retry) finds
+    its grants in place.
     """
-    roles = (PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR)
-    demo, reader = sql.Identifier(PG_DEMO.name), sql.Identifier(PG_JOB_EXPORTER.name)
     with _connect_admin(ctx, "postgres") as conn:
-        for role in roles:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role.name,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role.name)))
-        conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(PG_MONITOR.name)))
-        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(demo))
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), demo))
         with _connect_admin(ctx, name) as pipeline:
             pipeline.execute(reference_schema())
-            pipeline.execute(sql.SQL("ALTER TABLE jobs OWNER TO {}").format(demo))
-            pipeline.execute(sql.SQL("REVOKE ALL ON jobs FROM PUBLIC, {}").format(reader))
-            pipeline.execute(sql.SQL("GRANT SELECT ON jobs TO {}").format(reader))
-        for role in roles:
-            password = credentials.read_secret(ctx.secret(role.secret))
-            conn.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                    sql.Identifier(role.name), sql.Literal(password)
-                )
-            )
+            pipeline.execute(pg_roles.grants_sql(name).encode())
+        for role in pg_roles.SERVICE_ROLES:
+            password = sql.Literal(credentials.read_secret(ctx.secret(role.secret))).as_string(conn)
+            conn.execute(pg_roles.login_sql(role, password).encode())
 
 
 def supervisor_conf(ctx: Context, services: list[Service]) -> str:

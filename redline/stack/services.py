@@ -17,6 +17,7 @@ from typing import Any
 from redline import credentials, tools, topology
 from redline.inventory import DEMO, Inventory
 from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
+from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
@@ -183,23 +184,6 @@ def _vmagent_auth(ctx: Context) -> list[str]:
         f"-remoteWrite.basicAuth.username={credentials.USER}",
         f"-remoteWrite.basicAuth.passwordFile={password}",
     ]
-
-
-@dataclass(frozen=True)
-class PgRole:
-    """A PostgreSQL login role of the stack and the secrets/ file with its password."""
-
-    name: str
-    secret: str
-
-
-# `redline` is the superuser initdb creates: only `redline up` uses it (roles, database, grants). Each
-# service connects with the least it needs (redline/stack/rundir.py ensure_database grants it).
-PG_ADMIN = PgRole("redline", "postgres-password")
-PG_DEMO = PgRole("redline_demo", "postgres-demo-password")  # owns the pipeline database and job table
-PG_JOB_EXPORTER = PgRole("redline_job_exporter", "postgres-job-exporter-password")  # SELECT on jobs
-PG_MONITOR = PgRole("redline_monitor", "postgres-monitor-password")  # pg_monitor, for postgres_exporter
-PG_ROLES = (PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR)
 
 
 def _pg_env(ctx: Context) -> dict[str, str]:

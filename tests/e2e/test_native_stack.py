@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from redline import credentials
-from redline.stack.services import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
+from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
 from redline.testing.processes import http_get, wait_until
 from redline.testing.sandbox import Sandbox
 

@@ -30,7 +30,13 @@ pytestmark = pytest.mark.timeout(120)
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # Values for the required variables while resolving the file.
-TEST_ENV = {"GRAFANA_ADMIN_PASSWORD": "test-only-grafana-pw", "POSTGRES_PASSWORD": "test-only-pg-pw"}
+TEST_ENV = {
+    "GRAFANA_ADMIN_PASSWORD": "test-only-grafana-pw",
+    "POSTGRES_PASSWORD": "test-only-pg-pw",
+    "POSTGRES_DEMO_PASSWORD": "test-only-pg-demo-pw",
+    "POSTGRES_JOB_EXPORTER_PASSWORD": "test-only-pg-job-exporter-pw",
+    "POSTGRES_MONITOR_PASSWORD": "test-only-pg-monitor-pw",
+}
 HA_ENV = {"COMPOSE_PROFILES": "ha", "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/ha"}
 # Native services with no compose service of the same role, and why.
 NATIVE_ONLY = {"vmagent": "otel-collector"}  # the OTLP gateway: vmagent natively, the collector in compose

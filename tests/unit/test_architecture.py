@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "redline.credentials",
         "redline.checks",
         "redline.inventory",
+        "redline.pg_roles",
     ),
     (
         "redline.generate.model",

@@ -15,6 +15,7 @@ from redline.generate.render.common import RenderError
 from redline.generate.render.contract import render_contract
 from redline.generate.render.dashboards import render_dashboards
 from redline.generate.render.otlp_labels import render_otlp_labels
+from redline.generate.render.postgres_init import render_postgres_init
 from redline.generate.render.promtool_tests import render_promtool_tests
 from redline.generate.render.rules import render_rules
 from redline.generate.render.runbooks import render_runbooks
@@ -34,6 +35,7 @@ RENDERERS: list[Renderer] = [
     render_contract,
     render_targets,
     render_otlp_labels,
+    render_postgres_init,
     render_schema,
 ]
 
