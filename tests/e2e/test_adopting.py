@@ -30,7 +30,7 @@ from redline.testing.sandbox import Sandbox
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 GUIDE = ROOT / "docs" / "adopting.md"
-STEPS = ["get", "inventory", "role", "dsn", "up", "targets", "page", "restart", "reload", "down"]
+STEPS = ["get", "inventory", "role", "up", "targets", "page", "restart", "reload", "down"]
 SYSTEMS = ("gamebook", "qerrors", "pipeline", "tmux")
 BLOCK = re.compile(r"^```sh step=(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 PAGE_TIMEOUT = 180.0  # GamebookDown: for 1m, a probe interval, Alertmanager's group_wait
@@ -208,7 +208,6 @@ def _stopped(stack: Sandbox, out: str, address: dict[str, str]) -> None:
 CHECKS = {
     "inventory": _checks_nothing,
     "role": _checks_nothing,
-    "dsn": _checks_nothing,
     "up": _after_up,
     "targets": _all_scraped,
     "page": _paged,
