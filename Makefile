@@ -9,6 +9,10 @@ PROMTOOL := .tools/bin/promtool
 AMTOOL := .tools/bin/amtool
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test files run in this many processes (pytest-xdist, a file's tests stay in one process): the tiers
+# with real binaries mostly wait for alert timers, so three share two cores well. 0: one process.
+TEST_WORKERS ?= 3
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --durations=15
 # The conformance suite's real client libraries (tests/clients): pinned npm packages and Debian's Chromium.
 CLIENTS_NODE := tests/clients/node
 NODE_STAMP := $(CLIENTS_NODE)/node_modules/.redline-installed
@@ -80,19 +84,19 @@ lint: $(STAMP) ## ruff and mypy
 	@$(BIN)/mypy
 
 test: setup lint check ## lint, drift and config checks, then every test tier (unit, integration, e2e, clients)
-	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit tests/integration tests/e2e tests/clients
+	@$(BIN)/pytest -q $(PARALLEL) $(PYTEST_ARGS) tests/unit tests/integration tests/e2e tests/clients
 
 test-unit: $(STAMP) ## the unit tier: no binary at all, seconds (catalogue, generator, OTLP, collectors on fixtures)
 	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
 
 test-integration: setup ## the integration tier: real promtool, Prometheus, Alertmanager, vmagent, PostgreSQL
-	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/integration
+	@$(BIN)/pytest -q $(PARALLEL) $(PYTEST_ARGS) tests/integration
 
 test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
-	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
+	@$(BIN)/pytest -q $(PARALLEL) $(PYTEST_ARGS) tests/e2e
 
 test-clients: setup ## the conformance suite: real client libraries (Node prom-client, OTel JS in Chromium) against the stack
-	@$(BIN)/pytest -q $(PYTEST_ARGS) tests/clients
+	@$(BIN)/pytest -q $(PARALLEL) $(PYTEST_ARGS) tests/clients
 
 BENCHMARKS := host_vs_node exporter_connections instrumentation alert_latency rollback scale catalogue_fuzz alertmanager_ha node_idle_heap backtest
 

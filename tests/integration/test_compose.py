@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline import topology
+from redline import pg_roles, topology
 from redline.stack import runner as stack
 from redline.stack.rundir import native_targets
 from redline.testing.processes import ROOT, tool
@@ -30,13 +30,8 @@ pytestmark = pytest.mark.timeout(120)
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # Values for the required variables while resolving the file.
-TEST_ENV = {
-    "GRAFANA_ADMIN_PASSWORD": "test-only-grafana-pw",
-    "POSTGRES_PASSWORD": "test-only-pg-pw",
-    "POSTGRES_DEMO_PASSWORD": "test-only-pg-demo-pw",
-    "POSTGRES_JOB_EXPORTER_PASSWORD": "test-only-pg-job-exporter-pw",
-    "POSTGRES_MONITOR_PASSWORD": "test-only-pg-monitor-pw",
-}
+REQUIRED = ("GRAFANA_ADMIN_PASSWORD", *(role.env for role in pg_roles.PG_ROLES))
+TEST_ENV = {name: f"test-only-{name.lower()}" for name in REQUIRED}
 HA_ENV = {"COMPOSE_PROFILES": "ha", "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/ha"}
 # Native services with no compose service of the same role, and why.
 NATIVE_ONLY = {"vmagent": "otel-collector"}  # the OTLP gateway: vmagent natively, the collector in compose
