@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,6 +14,17 @@ class RenderError(Exception):
 
 CATALOGUE = "the catalogue (thresholds/)"
 TOPOLOGY = "redline/topology.py"
+
+
+def replace_block(path: Path, shown: str, begin: str, end: str, block: str, what: str) -> str:
+    """The text of the partly generated file `path` with the lines from its `begin` marker to its `end`
+    marker replaced by `block` (which carries both markers); RenderError naming `shown` when one is
+    missing."""
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise RenderError(f"{shown}: the markers of the generated {what} are missing")
+    before, rest = text.split(begin, 1)
+    return before + block + rest.split(end, 1)[1]
 
 
 def header(comment: str, sources: list[str], change: str = CATALOGUE) -> str:

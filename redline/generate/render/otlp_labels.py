@@ -16,7 +16,7 @@ import re
 
 from redline import topology
 from redline.generate.model import Catalogue
-from redline.generate.render.common import TOPOLOGY, RenderError, header, yaml_dump
+from redline.generate.render.common import TOPOLOGY, header, replace_block, yaml_dump
 from redline.paths import ROOT
 
 RELABEL_PATH = "prometheus/vmagent-relabel.yml"
@@ -85,9 +85,6 @@ def render_otlp_labels(catalogue: Catalogue) -> dict[str, str]:
     files = {RELABEL_PATH: render_relabel()}
     config = ROOT / COLLECTOR_PATH
     if config.is_file():
-        text = config.read_text()
-        if BEGIN not in text or END not in text:
-            raise RenderError(f"{COLLECTOR_PATH}: the markers of the generated otlp-labels block are missing")
-        before, rest = text.split(BEGIN, 1)
-        files[COLLECTOR_PATH] = before + collector_block() + rest.split(END, 1)[1]
+        block = collector_block()
+        files[COLLECTOR_PATH] = replace_block(config, COLLECTOR_PATH, BEGIN, END, block, "otlp-labels block")
     return files

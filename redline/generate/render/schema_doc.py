@@ -13,7 +13,7 @@ from typing import Any
 
 from redline.generate import schema as s
 from redline.generate.model import Catalogue
-from redline.generate.render.common import RenderError, header
+from redline.generate.render.common import header, replace_block
 from redline.generate.schema import SystemFile
 
 SCHEMA_PATH = "thresholds/schema.json"
@@ -101,9 +101,7 @@ def render_schema(catalogue: Catalogue) -> dict[str, str]:
     files = {SCHEMA_PATH: json.dumps(json_schema(), indent=2) + "\n"}
     readme = catalogue.directory / "README.md"
     if readme.is_file():
-        text = readme.read_text()
-        if BEGIN not in text or END not in text:
-            raise RenderError(f"{README_PATH}: the markers of the generated schema section are missing")
-        before, rest = text.split(BEGIN, 1)
-        files[README_PATH] = before + schema_section() + rest.split(END, 1)[1]
+        files[README_PATH] = replace_block(
+            readme, README_PATH, BEGIN, END, schema_section(), "schema section"
+        )
     return files
