@@ -381,6 +381,15 @@ class _Server(socketserver.TCPServer):
         auth: BasicAuth | None,
     ) -> None:
         self.address_family = family
+        # Connection state first: a failed bind calls server_close() from within TCPServer.__init__.
+        self.closing = False
+        self._open: set[socket.socket] = set()
+        self._accepted: collections.deque[tuple[Any, Any]] = collections.deque()
+        self._waiting = 0  # connection threads waiting in _next_connection() and not yet handed one
+        self._threads = 0  # connection threads alive
+        self._idle: dict[socket.socket, None] = {}  # connections waiting for a request, longest first
+        self._lock = threading.Lock()
+        self._connection_accepted = threading.Condition(self._lock)
         super().__init__(address, _Handler)
         self.registry = registry
         self.routes = routes
@@ -393,14 +402,6 @@ class _Server(socketserver.TCPServer):
         self.landing_page = (
             f"<html>{head}<body><h1>redline exporter</h1><ul>{links}</ul></body></html>\n".encode()
         )
-        self.closing = False
-        self._open: set[socket.socket] = set()
-        self._accepted: collections.deque[tuple[Any, Any]] = collections.deque()
-        self._waiting = 0  # connection threads waiting in _next_connection() and not yet handed one
-        self._threads = 0  # connection threads alive
-        self._idle: dict[socket.socket, None] = {}  # connections waiting for a request, longest first
-        self._lock = threading.Lock()
-        self._connection_accepted = threading.Condition(self._lock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Called by serve_forever() for each accepted connection: hand it to a connection thread."""

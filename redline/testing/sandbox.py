@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -40,27 +41,51 @@ REDLINE = [sys.executable, "-m", "redline.cli"]
 STACK_COMMANDS = {"up", "down", "status"}
 
 
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
+# Ports are drawn below the kernel's ephemeral range: a port picked there can be taken by any outgoing
+# connection's local port before the service binds it, which happens when test processes run in
+# parallel (make test's workers) and open many connections.
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10000
+_handed_out: set[int] = set()  # never the same port twice from one process
+_random = random.SystemRandom()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _candidates() -> range:
+    try:
+        first_ephemeral = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    return range(_LOWEST, max(_LOWEST + 1000, first_ephemeral))
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now, outside the ephemeral range, not handed out
+    before by this process."""
+    candidates = _candidates()
+    for _ in range(500):
+        port = _random.choice(candidates)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 between {candidates.start} and {candidates.stop}")
 
 
 def _free_port_pair(taken: set[int]) -> int:
     """A free port whose successor is free too (Alertmanager gossips on web port + 1)."""
     for _ in range(200):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port in taken or port + 1 in taken:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
+        port = free_port()
+        if port + 1 not in taken and port + 1 not in _handed_out and _bindable(port + 1):
+            _handed_out.add(port + 1)
+            return port
     raise RuntimeError("no pair of free ports found on 127.0.0.1")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import gzip
 import http.client
 import socket
@@ -476,3 +477,13 @@ def test_busy_threads_and_a_full_queue_answer_503(registry: CollectorRegistry) -
         for sock in socks:
             sock.close()
         server.shutdown()
+
+
+def test_a_port_in_use_is_the_bind_error_itself() -> None:
+    """TCPServer closes the server when bind fails, before __init__ ends: the error stays EADDRINUSE."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(OSError) as failed:
+            serve(CollectorRegistry(), f"127.0.0.1:{holder.getsockname()[1]}")
+    assert failed.value.errno == errno.EADDRINUSE
