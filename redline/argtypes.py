@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from redline.paths import RUN_DIR_ENV, run_dir
 
 
 def positive_float(text: str) -> float:
@@ -14,3 +17,13 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return value
+
+
+def add_run_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    """--run-dir: the native stack's run folder, `what` saying what the command takes from it."""
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=run_dir(),
+        help=f"the stack's run folder: {what} (default .run/ of the checkout, or ${RUN_DIR_ENV})",
+    )

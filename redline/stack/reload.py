@@ -46,7 +46,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from redline import checks, credentials, inventory, tools, topology
-from redline.paths import ROOT, RUN_DIR_ENV, run_dir
+from redline.argtypes import add_run_dir
+from redline.paths import ROOT
 from redline.stack import rundir
 from redline.topology import TopologyError
 
@@ -620,13 +621,10 @@ def _parser(action: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--root", type=Path, default=ROOT, help="checkout whose configs to use (default: this repository)"
     )
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=run_dir(),
-        help="the stack's run folder: its secrets/web-password authenticates the requests, its "
-        f"prometheus/targets/ are the native Alertmanager targets (default: ${RUN_DIR_ENV} "
-        "or .run)",
+    add_run_dir(
+        parser,
+        "its secrets/web-password authenticates the requests, its prometheus/targets/ are the native "
+        "Alertmanager targets",
     )
     return parser
 

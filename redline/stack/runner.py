@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from redline import credentials, inventory
-from redline.paths import ALERTMANAGER, PROMETHEUS, run_dir
+from redline.argtypes import add_run_dir
+from redline.paths import ALERTMANAGER, PROMETHEUS
 from redline.stack.rundir import (
     ensure_database,
     load_context,
@@ -314,12 +315,7 @@ def _parser(action: str) -> argparse.ArgumentParser:
         "secrets": "Create the run folder's credentials (as 'up' does on its first start) for compose.",
     }
     parser = argparse.ArgumentParser(prog=f"redline {action}", description=descriptions[action])
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=run_dir(),
-        help="folder for data, logs, credentials and generated files (default .run/, or REDLINE_RUN_DIR)",
-    )
+    add_run_dir(parser, "data, logs, credentials and generated files")
     if action == "restart":
         parser.add_argument("service", help=f"one of {', '.join(SERVICE_NAMES)}")
     if action != "up":

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from redline import credentials, topology
-from redline.paths import run_dir
+from redline.argtypes import add_run_dir
 
 EXIT_DOWN = 3
 EXIT_UNREACHABLE = 1
@@ -147,12 +147,7 @@ def main(argv: list[str]) -> int:
         "and answer (a target just added by 'redline reload' answers after its first scrape), printing "
         "the table once at the end",
     )
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=run_dir(),
-        help="the stack's run folder, for its credentials (default .run/, or REDLINE_RUN_DIR)",
-    )
+    add_run_dir(parser, "its credentials, and the target files Prometheus reads")
     args = parser.parse_args(argv)
     headers = credentials.Credentials(args.run_dir.resolve()).web_headers()
     prometheus = f"http://127.0.0.1:{topology.port('prometheus')}"
