@@ -28,6 +28,11 @@ from redline.argtypes import add_run_dir
 EXIT_DOWN = 3
 EXIT_UNREACHABLE = 1
 PROBE_JOB = "blackbox"
+DESCRIPTION = (
+    "Show what the running Prometheus scrapes and probes: job, address, system, env, whether it answers "
+    "(probe targets: whether the probe succeeds) and the last error. Exit status 0 when every shown "
+    "target answers, 3 when one does not, 1 when Prometheus cannot be asked."
+)
 
 
 class PrometheusUnreachable(Exception):
@@ -131,12 +136,7 @@ def _print(targets: list[Target]) -> None:
 
 def main(argv: list[str]) -> int:
     """`redline targets [--system NAME] [--wait SECONDS]`."""
-    parser = argparse.ArgumentParser(
-        prog="redline targets",
-        description="Show what the running Prometheus scrapes and probes: job, address, system, env, "
-        "whether it answers (probe targets: whether the probe succeeds) and the last error. Exit status "
-        "0 when every shown target answers, 3 when one does not, 1 when Prometheus cannot be asked.",
-    )
+    parser = argparse.ArgumentParser(prog="redline targets", description=DESCRIPTION)
     parser.add_argument("--system", help="only the targets of this system (gamebook, qerrors, ...)")
     parser.add_argument(
         "--wait",
