@@ -98,7 +98,7 @@ test-e2e: setup ## the end-to-end tier: the whole native stack from `redline up`
 test-clients: setup ## the conformance suite: real client libraries (Node prom-client, OTel JS in Chromium) against the stack
 	@$(BIN)/pytest -q $(PARALLEL) $(PYTEST_ARGS) tests/clients
 
-BENCHMARKS := host_vs_node exporter_connections instrumentation alert_latency rollback scale catalogue_fuzz alertmanager_ha node_idle_heap backtest
+BENCHMARKS := host_vs_node exporter_connections instrumentation alert_latency rollback scale catalogue_fuzz alertmanager_ha node_idle_heap backtest ledger console
 
 bench: setup ## run the benchmarks in bench/ and print their figures (about 40 minutes)
 	@for name in $(BENCHMARKS); do echo "==> bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done

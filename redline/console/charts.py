@@ -1,8 +1,8 @@
 """A signal over time as inline SVG, drawn on the server: no JavaScript, no charting library.
 
-One polyline per series, the documented target (green) and the alert value(s) (red, orange for a lower
-level) as dashed lines, and the intervals the alert fired shaded. Values are formatted in the catalogue's
-unit, exactly as the alert annotations print them.
+One polyline per series with a dot at its latest sample, the documented target (green) and the alert
+value(s) (red, orange for a lower level) as dashed lines, and the intervals the alert fired shaded. Values
+are formatted in the catalogue's unit, exactly as the alert annotations print them.
 """
 
 from __future__ import annotations
@@ -103,6 +103,13 @@ def signal_chart(
             f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}">'
             f"<title>{escape(one.name)}</title></polyline>"
         )
+        latest = next(((t, v) for t, v in reversed(one.points) if math.isfinite(v)), None)
+        if latest is not None:  # the value now; also what shows a series of a single sample
+            parts.append(
+                f'<circle class="latest" cx="{x(latest[0]):.1f}" cy="{y(latest[1]):.1f}" r="2.5" '
+                f'fill="{color}"><title>{escape(one.name)}: {escape(format_value(unit, latest[1]))}'
+                "</title></circle>"
+            )
     if not series:
         parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data</text>')
     parts.append("</svg>")

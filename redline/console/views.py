@@ -25,6 +25,8 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # Labels an alert gets from its rule, not from its series: they never select a series of the signal.
 RULE_LABELS = {"alertname", "severity", "system", "slo", "watchdog", "alertstate"}
 CHART_HOURS = 3
+CHART_POINTS = 240  # about one point per 3 pixels of the chart
+MIN_STEP = 1.0  # seconds: the demo systems are scraped every second
 LEVEL_COLORS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#7f7f7f"}
 
 
@@ -109,25 +111,39 @@ class Console:
     # ----- one alert -----------------------------------------------------------------------------------
 
     def chart(self, labels: dict[str, str], now: float | None = None) -> str | None:
-        """The SVG of the alert's signal over the last hours, or None when the catalogue has no such alert."""
+        """The SVG of the alert's signal over the last hours, or None when the catalogue has no such alert.
+
+        The signal is asked at a step that gives about CHART_POINTS points over the window; when its data
+        begins later (a young stack, a new target), it is asked again over the span shown, at that span's
+        step: at the window's step a series younger than one step would be a single point, no line."""
         alert = self.alerts.get((labels.get("alertname", ""), labels.get("severity", "")))
         if alert is None:
             return None
         end = now or time.time()
         start = end - CHART_HOURS * 3600
-        step = max(15.0, (end - start) / 240)
         expr, lines = self._signal(alert)
         wanted = [(k, v) for k, v in labels.items() if k not in RULE_LABELS]
-        series = [
-            Series(_series_name(r["metric"]), [(float(t), float(v)) for t, v in r["values"]])
-            for r in self.prometheus.query_range(expr, start, end, step)
-            if matches(r["metric"], [(k, v) for k, v in wanted if k in r["metric"]])
-        ]
+        step = _step(start, end)
+        series = self._series(expr, wanted, start, end, step)
+        shown_from = visible_span(series, start, end)
+        if shown_from > start:
+            start, step = shown_from, _step(shown_from, end)
+            series = self._series(expr, wanted, start, end, step)
         selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertstate")
         fired = self.prometheus.query_range(f'ALERTS{{{selector},alertstate="firing"}}', start, end, step)
         firing = [span for r in fired for span in intervals([(float(t), 1.0) for t, _v in r["values"]], step)]
         unit = alert.source.unit if isinstance(alert.source, Threshold) else "ratio"
-        return signal_chart(series, visible_span(series, start, end), end, unit, lines, firing)
+        return signal_chart(series, start, end, unit, lines, firing)
+
+    def _series(
+        self, expr: str, wanted: list[tuple[str, str]], start: float, end: float, step: float
+    ) -> list[Series]:
+        """The series of `expr` that belong to the alert (its labels that the series carry)."""
+        return [
+            Series(_series_name(r["metric"]), [(float(t), float(v)) for t, v in r["values"]])
+            for r in self.prometheus.query_range(expr, start, end, step)
+            if matches(r["metric"], [(k, v) for k, v in wanted if k in r["metric"]])
+        ]
 
     def _signal(self, alert: Alert) -> tuple[str, list[Line]]:
         """The expression to draw and its reference lines (target, every level's alert value)."""
@@ -222,6 +238,11 @@ class Console:
         finally:
             ledger.close()
         return {"figures": figures, "episodes": list(reversed(episodes))[:200], "days": days}
+
+
+def _step(start: float, end: float) -> float:
+    """The query_range step that gives about CHART_POINTS points between start and end."""
+    return max(MIN_STEP, (end - start) / CHART_POINTS)
 
 
 def _from_alertmanager(alert: dict[str, Any]) -> Shown:

@@ -103,16 +103,22 @@ def render_rules(for_override: str, out: Path) -> Path:
     return out / "prometheus" / "rules"
 
 
-def alertmanager_config_with_timers(out: Path, group_wait: str, group_interval: str) -> Path:
+def alertmanager_config_with_timers(
+    out: Path, group_wait: str, group_interval: str, repeat_interval: str | None = None
+) -> Path:
     """A copy of alertmanager/alertmanager.yml in which no route waits longer than `group_wait` before
-    a group's first notification or `group_interval` between its updates (test-only: warnings and
-    resolved notifications arrive in seconds instead of minutes; shorter shipped timers are kept).
+    a group's first notification or `group_interval` between its updates, nor, when given, longer than
+    `repeat_interval` before it sends a firing group again (test-only: warnings, resolved notifications
+    and repeated pages arrive in seconds instead of minutes or hours; shorter shipped timers are kept).
     Routes, matchers, receivers, inhibitions and templates are unchanged."""
     config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    limits = [("group_wait", group_wait), ("group_interval", group_interval)]
+    if repeat_interval is not None:
+        limits.append(("repeat_interval", repeat_interval))
     routes = [config["route"]]
     while routes:
         route = routes.pop()
-        for key, limit in (("group_wait", group_wait), ("group_interval", group_interval)):
+        for key, limit in limits:
             if key not in route or parse_duration(route[key]) > parse_duration(limit):
                 route[key] = limit
         routes.extend(route.get("routes", []))

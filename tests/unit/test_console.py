@@ -54,6 +54,44 @@ def test_intervals_and_the_visible_span() -> None:
     assert visible_span([], 0.0, 10000.0) == 0.0
 
 
+class YoungPrometheus(Prometheus):
+    """A Prometheus whose series began `age` seconds before `now`: query_range answers the samples of
+    the steps since then (the alert's memory series and its ALERTS series), and records what was asked."""
+
+    def __init__(self, now: float, age: float) -> None:
+        super().__init__(UNREACHABLE)
+        self.now, self.age = now, age
+        self.asked: list[tuple[str, float, float, float]] = []
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        self.asked.append((expr, start, end, step))
+        steps = [start + i * step for i in range(int((end - start) / step) + 1)]
+        values = [[t, "820000000"] for t in steps if t >= self.now - self.age]
+        metric = {"job": "tmux-monitor", "instance": "127.0.0.1:9", "system": "tmux"}
+        return [{"metric": metric, "values": values}] if values else []
+
+
+@pytest.mark.parametrize(("age", "shown"), [(20.0, 900.0), (7200.0, 7200.0), (5 * 3600.0, 3 * 3600.0)])
+def test_a_young_series_is_asked_again_at_the_step_of_the_span_shown(age: float, shown: float) -> None:
+    """At the 3-hour window's step (45 s) a series 20 s old is one sample: no line. It is asked again
+    over the span the chart shows (at least 15 minutes), about 240 points over it."""
+    now = 1_800_000_000.0
+    prometheus = YoungPrometheus(now, age)
+    console = Console(load_catalogue(), prometheus, Alertmanagers([UNREACHABLE]), "sqlite:///unused")
+    labels = {"alertname": "TmuxMonitorMemoryHigh", "severity": "critical", "system": "tmux"}
+    labels |= {"job": "tmux-monitor", "instance": "127.0.0.1:9"}
+    svg = console.chart(labels, now=now)
+    assert svg is not None
+    signal = [(start, end, step) for expr, start, end, step in prometheus.asked if "resident" in expr]
+    alerts = [(start, end, step) for expr, start, end, step in prometheus.asked if expr.startswith("ALERTS")]
+    assert signal[0] == (now - 3 * 3600, now, 45.0)
+    assert signal[-1] == (now - shown, now, shown / 240) and len(signal) == (1 if shown == 3 * 3600 else 2)
+    assert alerts == [signal[-1]]  # the firing intervals at the same span and step
+    polyline = re.search(r'<polyline[^>]* points="([^"]+)"', svg)
+    assert polyline is not None and len(polyline.group(1).split()) >= min(age, shown) / (shown / 240)
+    assert re.search(r'<circle class="latest" cx="748.0" cy="[\d.]+"', svg)
+
+
 def test_runbooks_render_with_an_anchor_per_alert_and_escape_html() -> None:
     runbooks = Runbooks(ROOT / RUNBOOKS)
     assert {"gamebook", "qerrors", "pipeline", "tmux", "host", "redline"} <= set(runbooks.systems())

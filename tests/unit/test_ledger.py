@@ -68,6 +68,66 @@ def test_figures_of_a_scripted_sequence_also_after_reopening(tmp_path: Path) -> 
     again.close()
 
 
+def grouped(receiver: str, alertname: str, status: str, start: float, end: float | None, *hosts: str) -> dict:
+    """One notification of a group: the same alert on several instances (one fingerprint each)."""
+    alerts = [
+        notification(receiver, alertname, status, start, end, f"fp-{alertname}-{host}", instance=host)[
+            "alerts"
+        ][0]
+        for host in hosts
+    ]
+    return notification(receiver, alertname, status, start, end) | {"alerts": alerts}
+
+
+def test_repeats_groups_and_an_episode_across_a_restart(tmp_path: Path) -> None:
+    """A page repeated while it fires is one episode and several pages; a notification that carries the
+    alert on two instances is one ticket and two episodes; the store closed (the pager-sink restarted)
+    between a firing and its resolve loses nothing and joins them into one episode; a silence (an action
+    on every episode of a fingerprint) marks it acted on. Tuesday 23:50 to Wednesday 00:10: two days."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    start = T0 + 86400 + 14 * 3600 + 50 * 60  # Tuesday 23:50 UTC
+    ledger = Ledger(url)
+    for repeat in range(3):  # the first page and two repeats of the same episode
+        ledger.record("pager", notification("pager", "QerrorsDown", "firing", start), start + 1 + 60 * repeat)
+    heap = grouped("ticket", "QerrorsHeapUsageHigh", "firing", start, None, "a:1", "b:1")
+    ledger.record("ticket", heap, start + 30)
+    ledger.act(Action("silence", "fp-QerrorsDown", None, "bob", "silence-id: deploying", start + 200))
+    ledger.close()
+    ledger = Ledger(url)  # restarted while both fire
+    ledger.record(
+        "pager", notification("pager", "QerrorsDown", "resolved", start, start + 1200), start + 1201
+    )
+    later = start + 900  # Wednesday 00:05: the second heap episode of b:1 starts the next day
+    ledger.record(
+        "ticket",
+        grouped("ticket", "QerrorsHeapUsageHigh", "resolved", start, start + 300, "a:1", "b:1"),
+        start + 301,
+    )
+    ledger.record(
+        "ticket", grouped("ticket", "QerrorsHeapUsageHigh", "firing", later, None, "b:1"), later + 30
+    )
+    ledger.close()
+    ledger = Ledger(url)
+    figures = {f.alertname: f for f in ledger.figures(start - 1, start + 3600)}
+    down, heap_figures = figures["QerrorsDown"], figures["QerrorsHeapUsageHigh"]
+    assert (down.pages, down.episodes, down.resolved, down.resolved_without_action) == (3, 1, 1, 0)
+    assert down.pages_per_week == {"2025-W49": 3}
+    assert down.median_seconds_to_resolve == 1200
+    assert (heap_figures.tickets, heap_figures.episodes, heap_figures.resolved) == (2, 3, 2)
+    assert heap_figures.resolved_without_action == 2
+    assert heap_figures.most_episodes_in_a_day == 2  # a:1 and b:1 on Tuesday, b:1 again on Wednesday
+    assert heap_figures.median_seconds_to_resolve == 300
+    episodes = ledger.episodes(start - 1, start + 3600)
+    assert [(e.alertname, e.labels.get("instance"), e.ends_at is not None, e.notified) for e in episodes] == [
+        ("QerrorsDown", None, True, 3),
+        ("QerrorsHeapUsageHigh", "a:1", True, 1),
+        ("QerrorsHeapUsageHigh", "b:1", True, 1),
+        ("QerrorsHeapUsageHigh", "b:1", False, 1),
+    ]
+    assert ledger.count() == 7
+    ledger.close()
+
+
 def test_table_json_and_the_cli(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger(url)
