@@ -17,6 +17,7 @@ from redline.generate.humanize import format_value
 
 WIDTH, HEIGHT = 760, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28  # plot margins for the axis labels
+LABEL_CHAR_WIDTH = 5.5  # at font-size 10: lines at one value get their labels side by side
 SERIES_COLORS = ("#3366cc", "#7b4fc4", "#0f8b8d", "#a05d00", "#555555")
 
 
@@ -89,11 +90,15 @@ def signal_chart(
         parts.append(
             f'<text x="{x(moment):.1f}" y="{HEIGHT - 8}" text-anchor="middle" font-size="10">{label}</text>'
         )
+    label_x: dict[float, float] = {}  # where the next label at this height goes: one after the other
     for line in lines:
+        at = round(y(line.value))
+        text_x = label_x.get(at, LEFT + 4)
+        label_x[at] = text_x + LABEL_CHAR_WIDTH * len(line.label) + 10
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(line.value):.1f}" y2="{y(line.value):.1f}" '
             f'stroke="{line.color}" stroke-dasharray="6 4"><title>{escape(line.label)}</title></line>'
-            f'<text x="{LEFT + 4}" y="{y(line.value) - 3:.1f}" font-size="10" fill="{line.color}">'
+            f'<text x="{text_x:.0f}" y="{y(line.value) - 3:.1f}" font-size="10" fill="{line.color}">'
             f"{escape(line.label)}</text>"
         )
     for index, one in enumerate(series):

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 TIMEOUT_S = 5.0
 
 
@@ -58,6 +60,7 @@ class Prometheus:
 
     url: str
     credentials: Credentials | None = None
+    _external: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def _get(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)
@@ -69,6 +72,15 @@ class Prometheus:
     def alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts as Prometheus sees them (Alertmanager never sees pending ones)."""
         return list(self._get("/api/v1/alerts")["alerts"])
+
+    def external_labels(self) -> dict[str, str]:
+        """Its global external_labels (asked once): Prometheus adds them to the alerts it sends, so an
+        alert in Alertmanager carries them, but its ALERTS series in Prometheus does not."""
+        if self._external is None:
+            config = yaml.safe_load(self._get("/api/v1/status/config")["yaml"]) or {}
+            labels = (config.get("global") or {}).get("external_labels") or {}
+            self._external = {str(k): str(v) for k, v in labels.items()}
+        return self._external
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant vector."""

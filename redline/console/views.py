@@ -8,6 +8,7 @@ ALERTS series.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,7 +130,12 @@ class Console:
         if shown_from > start:
             start, step = shown_from, _step(shown_from, end)
             series = self._series(expr, wanted, start, end, step)
-        selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertstate")
+        external = self.prometheus.external_labels()  # on the alert, not on its ALERTS series
+        selector = ",".join(
+            f"{k}={json.dumps(v)}"  # a PromQL string: quotes and backslashes escaped as in JSON
+            for k, v in sorted(labels.items())
+            if k != "alertstate" and external.get(k) != v
+        )
         fired = self.prometheus.query_range(f'ALERTS{{{selector},alertstate="firing"}}', start, end, step)
         firing = [span for r in fired for span in intervals([(float(t), 1.0) for t, _v in r["values"]], step)]
         unit = alert.source.unit if isinstance(alert.source, Threshold) else "ratio"

@@ -210,7 +210,7 @@ def test_fault_silence_expire_clear_and_history_in_a_browser(stack: Stack) -> No
         check_chart(page)
         runbook = page.locator("section.runbook")
         assert "The monitor's resident memory is above its 500 MB target" in runbook.inner_text()
-        assert "critical when above 750MB" in runbook.inner_text()
+        assert "critical when resident memory of the monitor process is above 750MB" in runbook.inner_text()
         assert (
             runbook.locator("a", has_text="The whole runbook of tmux").get_attribute("href")
             == "/runbooks/tmux.md#tmuxmonitormemoryhigh"

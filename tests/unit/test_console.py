@@ -1,6 +1,6 @@
 """The console's parts that need no upstream: charts, runbooks, CSRF, authentication, where links land,
 and the history page over a real SQLite ledger. Pages that ask Prometheus or Alertmanager are tested
-against the real ones (tests/integration/test_console.py, tests/e2e/test_console_browser.py)."""
+against the real ones (tests/e2e/test_console_browser.py, bench/console.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def test_chart_draws_series_reference_lines_and_firing_intervals() -> None:
         748, abs=0.2
     )
     assert "no data" in signal_chart([], 0, 60, "ratio")
+    same = signal_chart(
+        series, 1000.0, 1540.0, "seconds", [Line(0.5, "target 500ms", "g"), Line(0.5, "warning", "o")]
+    )
+    assert re.findall(r'<text x="(\d+)" y="[\d.]+" font-size="10" fill="\w"', same) == [
+        "68",
+        "144",
+    ]  # side by side
 
 
 def test_intervals_and_the_visible_span() -> None:
@@ -70,6 +77,9 @@ class YoungPrometheus(Prometheus):
         metric = {"job": "tmux-monitor", "instance": "127.0.0.1:9", "system": "tmux"}
         return [{"metric": metric, "values": values}] if values else []
 
+    def external_labels(self) -> dict[str, str]:
+        return {"stack": "redline"}
+
 
 @pytest.mark.parametrize(("age", "shown"), [(20.0, 900.0), (7200.0, 7200.0), (5 * 3600.0, 3 * 3600.0)])
 def test_a_young_series_is_asked_again_at_the_step_of_the_span_shown(age: float, shown: float) -> None:
@@ -79,11 +89,16 @@ def test_a_young_series_is_asked_again_at_the_step_of_the_span_shown(age: float,
     prometheus = YoungPrometheus(now, age)
     console = Console(load_catalogue(), prometheus, Alertmanagers([UNREACHABLE]), "sqlite:///unused")
     labels = {"alertname": "TmuxMonitorMemoryHigh", "severity": "critical", "system": "tmux"}
-    labels |= {"job": "tmux-monitor", "instance": "127.0.0.1:9"}
+    labels |= {"job": "tmux-monitor", "instance": "127.0.0.1:9", "stack": "redline"}  # stack: external
     svg = console.chart(labels, now=now)
     assert svg is not None
     signal = [(start, end, step) for expr, start, end, step in prometheus.asked if "resident" in expr]
     alerts = [(start, end, step) for expr, start, end, step in prometheus.asked if expr.startswith("ALERTS")]
+    # the alert's labels but the external one: Prometheus' own ALERTS series does not carry it
+    assert prometheus.asked[-1][0] == (
+        'ALERTS{alertname="TmuxMonitorMemoryHigh",instance="127.0.0.1:9",job="tmux-monitor",'
+        'severity="critical",system="tmux",alertstate="firing"}'
+    )
     assert signal[0] == (now - 3 * 3600, now, 45.0)
     assert signal[-1] == (now - shown, now, shown / 240) and len(signal) == (1 if shown == 3 * 3600 else 2)
     assert alerts == [signal[-1]]  # the firing intervals at the same span and step
