@@ -9,6 +9,8 @@ GET  /systems/SYSTEM         every documented number of a system against its cur
 GET  /runbooks/SYSTEM.md     a runbook as HTML, one anchor per alert (the alerts' runbook_url)
 GET  /d/UID?viewPanel=ID     where a dashboard link lands when there is no Grafana
 Every POST needs the form's CSRF token; every page the stack's credentials (redline/console/security.py).
+Whatever waits on Prometheus, Alertmanager or the ledger runs in Starlette's thread pool (plain `def`
+endpoints, run_in_threadpool in the forms): one slow upstream never holds up the other requests.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -62,7 +65,7 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
             raise FormError("this form is stale or did not come from the console; reload the page")
         return form
 
-    async def now(request: Request) -> Response:
+    def now(request: Request) -> Response:
         try:
             groups, error = console.groups(), None
         except UpstreamError as err:
@@ -70,7 +73,7 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
         unreachable = console.alertmanagers.unreachable
         return page(request, "now.html", groups=groups, error=error, unreachable=unreachable)
 
-    async def alert(request: Request) -> Response:
+    def alert(request: Request) -> Response:
         labels = dict(request.query_params)
         try:
             shown = console.find(labels)
@@ -84,7 +87,7 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
             request, "alert.html", labels=labels, alert=shown, chart=chart, runbook=runbook, back=back
         )
 
-    async def silences(request: Request) -> Response:
+    def silences(request: Request) -> Response:
         try:
             items, error = console.alertmanagers.silences(), None
         except UpstreamError as err:
@@ -100,25 +103,28 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
             raise FormError("say why in the comment: it is what the next person reads")
         now_s = time.time()
         body = silence_body(matchers, hours, request.state.user, comment, now_s)
-        silence_id = console.alertmanagers.create_silence(body)
-        _record(console, "silence", form, request.state.user, f"{silence_id}: {comment}", now_s)
+        silence_id = await run_in_threadpool(console.alertmanagers.create_silence, body)
+        await run_in_threadpool(
+            _record, console, "silence", form, request.state.user, f"{silence_id}: {comment}", now_s
+        )
         return RedirectResponse(f"/silences#{silence_id}", status_code=303)
 
     async def expire_silence(request: Request) -> Response:
         form = await checked_form(request)
         silence_id = request.path_params["silence_id"]
-        console.alertmanagers.expire_silence(silence_id)
-        _record(console, "expire", form, request.state.user, silence_id, time.time())
+        await run_in_threadpool(console.alertmanagers.expire_silence, silence_id)
+        await run_in_threadpool(_record, console, "expire", form, request.state.user, silence_id, time.time())
         return RedirectResponse("/silences", status_code=303)
 
     async def acknowledge(request: Request) -> Response:
         form = await checked_form(request)
         if not form.get("fingerprint"):
             raise FormError("only an alert Alertmanager knows (a firing one) can be acknowledged")
-        _record(console, "ack", form, request.state.user, form.get("comment", ""), time.time())
+        comment = form.get("comment", "")
+        await run_in_threadpool(_record, console, "ack", form, request.state.user, comment, time.time())
         return RedirectResponse(f"/alert?{form.get('back', '')}", status_code=303)
 
-    async def history(request: Request) -> Response:
+    def history(request: Request) -> Response:
         days = (
             int(request.query_params.get("days", "7"))
             if request.query_params.get("days", "7").isdigit()
@@ -126,7 +132,7 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
         )
         return page(request, "history.html", **console.history(max(1, min(days, 366))))
 
-    async def system(request: Request) -> Response:
+    def system(request: Request) -> Response:
         system_id = request.path_params["system"]
         if system_id not in {s.id for s in console.catalogue.systems}:
             return page(request, "error.html", 404, error=f"no system {system_id!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -101,17 +102,23 @@ class Alertmanagers:
 
     urls: Sequence[str]
     credentials: Credentials | None = None
-    unreachable: list[str] = field(default_factory=list)  # of the last request
+    _last: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @property
+    def unreachable(self) -> list[str]:
+        """The peers that did not answer this thread's last request (each page is served by one thread)."""
+        return list(getattr(self._last, "unreachable", []))
 
     def _each(self, path: str) -> list[Any]:
-        answers, self.unreachable = [], []
+        answers, unreachable = [], []
         for url in self.urls:
             try:
                 answers.append(_request(f"{url}{path}", self.credentials))
             except UpstreamError as err:
-                self.unreachable.append(str(err))
+                unreachable.append(str(err))
+        self._last.unreachable = unreachable
         if not answers:
-            raise UpstreamError("no Alertmanager answered: " + "; ".join(self.unreachable))
+            raise UpstreamError("no Alertmanager answered: " + "; ".join(unreachable))
         return answers
 
     def groups(self) -> list[dict[str, Any]]:

@@ -241,8 +241,12 @@ class Sandbox:
     def kill(self, service: str) -> int:
         """SIGKILL one of the runner's services as the OOM killer would; supervisord restarts it (or
         gives up on it when it keeps failing). Returns the killed pid."""
+        return self.send_signal(service, signal.SIGKILL)
+
+    def send_signal(self, service: str, signum: int) -> int:
+        """Send `signum` to one of the runner's services (SIGSTOP: hung, SIGCONT: going on); its pid."""
         pid = int(self._supervisor().getProcessInfo(service)["pid"])
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signum)
         return pid
 
     def start(self, service: str) -> None:

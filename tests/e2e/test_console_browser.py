@@ -31,7 +31,10 @@ written to test-artefacts/console/ at the repository root (git-ignored), kept af
 from __future__ import annotations
 
 import calendar
+import os
 import re
+import signal
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -46,7 +49,7 @@ from redline import credentials
 from redline.generate.humanize import humanize_duration
 from redline.paths import ROOT
 from redline.receivers.ledger import parse_time
-from redline.testing.processes import wait_until
+from redline.testing.processes import http_get, wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -346,3 +349,28 @@ def check_chart(page: Page) -> None:
     last = firing.last
     right = float(last.get_attribute("x") or 0) + float(last.get_attribute("width") or 0)
     assert right >= points[-1][0] - 1, "the firing interval reaches the latest sample"
+
+
+def test_a_hung_alertmanager_holds_up_only_the_pages_that_ask_it(stack: Stack) -> None:
+    """Alertmanager stopped mid-flight (SIGSTOP: it accepts connections and never answers): the Now page
+    waits for it, and meanwhile the console still answers other requests (they run in its thread pool)."""
+    sandbox = stack.sandbox
+    headers = sandbox.auth
+    pid = sandbox.send_signal("alertmanager", signal.SIGSTOP)
+    slow: dict[str, Any] = {}
+
+    def now_page() -> None:
+        slow["status"], slow["body"] = http_get(f"{sandbox.url('console')}/", timeout=30, headers=headers)
+
+    waiting = threading.Thread(target=now_page)
+    try:
+        waiting.start()
+        time.sleep(0.5)  # the Now page's request is on its way to the stopped Alertmanager
+        for path in ("/-/healthy", "/systems/tmux", "/runbooks/tmux.md"):
+            status, _ = http_get(f"{sandbox.url('console')}{path}", timeout=30, headers=headers)
+            assert status == 200, path
+            assert waiting.is_alive(), f"{path} was answered only after the Now page gave up"
+        waiting.join(timeout=60)  # the Now page gives up on the stopped Alertmanager and says so
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert slow["status"] == 200 and "no Alertmanager answered" in slow["body"]
