@@ -106,11 +106,13 @@ class Sandbox:
         demo_args: str = "",
         ha: bool = False,
         only: list[str] | None = None,
+        scale: bool = False,
     ) -> None:
         self.rules_dir = rules_dir
         self.alertmanager_config = alertmanager_config
         self.demo_args = demo_args
         self.ha = ha
+        self.scale = scale
         self.only = only
         self.run_dir = Path(tempfile.mkdtemp(prefix="redline-sandbox-"))
         self.credentials = credentials.Credentials(self.run_dir)
@@ -153,6 +155,8 @@ class Sandbox:
             args.append(f"--demo-args={self.demo_args}")
         if self.ha:
             args.append("--ha")
+        if self.scale:
+            args.append("--scale")
         if self.only:
             args.append("--only=" + ",".join(self.only))
         try:

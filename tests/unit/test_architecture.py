@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "redline.credentials",
         "redline.checks",
         "redline.inventory",
+        "redline.storage",
     ),
     (
         "redline.generate.model",
