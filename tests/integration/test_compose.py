@@ -32,6 +32,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 # Values for the required variables while resolving the file.
 TEST_ENV = {"GRAFANA_ADMIN_PASSWORD": "test-only-grafana-pw", "POSTGRES_PASSWORD": "test-only-pg-pw"}
 HA_ENV = {"COMPOSE_PROFILES": "ha", "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/ha"}
+SCALE_ENV = {  # .env.example's scale lines
+    "COMPOSE_PROFILES": "ha,scale",
+    "REDLINE_PROMETHEUS_CONFIG": "prometheus-scale.yml",
+    "REDLINE_TARGETS": "./prometheus/targets/compose/scale",
+    "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/scale",
+}
+PROFILE_ENV = {"default": {}, "ha": HA_ENV, "scale": SCALE_ENV}
 # Native services with no compose service of the same role, and why.
 NATIVE_ONLY = {"vmagent": "otel-collector"}  # the OTLP gateway: vmagent natively, the collector in compose
 # Compose images and the binary whose `--version` pins them.
@@ -41,6 +48,7 @@ PINNED = {
     "prom/node-exporter": "node_exporter",
     "prom/blackbox-exporter": "blackbox_exporter",
     "prometheuscommunity/postgres-exporter": "postgres_exporter",
+    "victoriametrics/victoria-metrics": "victoria-metrics",
 }
 PG_BIN = Path("/usr/lib/postgresql/15/bin/postgres")
 
@@ -57,15 +65,16 @@ def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @cache
-def resolved(ha: bool = True) -> dict[str, Any]:
-    """`docker-compose config` output (YAML keeps the x- fields that JSON output drops)."""
-    result = compose("config", env={**TEST_ENV, **(HA_ENV if ha else {})})
+def resolved(profile: str = "scale") -> dict[str, Any]:
+    """`docker-compose config` output (YAML keeps the x- fields that JSON output drops) with the
+    settings of a profile (default, ha, scale: every service)."""
+    result = compose("config", env={**TEST_ENV, **PROFILE_ENV[profile]})
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
 
-def services(ha: bool = True) -> dict[str, dict[str, Any]]:
-    return resolved(ha)["services"]
+def services(profile: str = "scale") -> dict[str, dict[str, Any]]:
+    return resolved(profile)["services"]
 
 
 def flag(service: dict[str, Any], name: str) -> str:
@@ -103,10 +112,11 @@ def binary_version(name: str) -> str:
 # ----- the file is valid, and stops clearly without its passwords ---------------------------------
 
 
-def test_compose_config_accepts_the_file_with_and_without_ha() -> None:
-    default = set(services(ha=False))
-    full = set(services(ha=True))
-    assert full - default == {"alertmanager-2", "alertmanager-3"}
+def test_compose_config_accepts_the_file_with_and_without_ha_and_scale() -> None:
+    default = set(services("default"))
+    ha = set(services("ha"))
+    assert ha - default == {"alertmanager-2", "alertmanager-3"}
+    assert set(services("scale")) - ha == {"prometheus-2", "victoria-metrics"}
     assert {"prometheus", "alertmanager", "grafana", "otel-collector", "pager-sink", "demo"} <= default
 
 
@@ -159,8 +169,20 @@ def test_ports_are_published_on_loopback_at_the_native_ports() -> None:
             assert published == native_ports, f"{name}: published {published} vs native"
 
 
+def test_scale_replicas_read_the_rendered_scale_config_and_targets() -> None:
+    svc = services("scale")
+    for name in ("prometheus", "prometheus-2"):
+        config = flag(svc[name], "config.file")
+        assert host_path(svc[name], config) == ROOT / "prometheus" / "prometheus-scale.yml"
+        targets = f"{PurePosixPath(config).parent}/targets/prometheus.yml"
+        assert host_path(svc[name], targets) == ROOT / "prometheus/targets/compose/scale/prometheus.yml"
+        alerting = f"{PurePosixPath(config).parent}/targets/alertmanagers.yml"
+        assert host_path(svc[name], alerting) == ROOT / "prometheus/targets/compose/scale/alertmanagers.yml"
+    assert host_path(svc["victoria-metrics"], "/etc/secrets/web-password") == "volume:stack-secrets"
+
+
 def test_mounted_configs_are_the_repo_files_the_native_stack_uses() -> None:
-    svc = services()
+    svc = services("ha")
     prom = svc["prometheus"]
     config = flag(prom, "config.file")
     assert host_path(prom, config) == ROOT / "prometheus" / "prometheus.yml"
@@ -219,17 +241,19 @@ def _compose_targets(folder: Path, published: dict[tuple[str, int], int]) -> dic
     return files
 
 
-def _native_targets(ha: bool) -> dict[str, list[dict]]:
-    ctx = stack.Context(run_dir=Path("/nonexistent"), ha=ha)
-    files = native_targets(ctx, [s for s in stack.SERVICES if ha or not s.ha_only])
+def _native_targets(profile: str) -> dict[str, list[dict]]:
+    ha, scale = profile != "default", profile == "scale"
+    ctx = stack.Context(run_dir=Path("/nonexistent"), ha=ha, scale=scale)
+    chosen = [s for s in stack.SERVICES if (ha or not s.ha_only) and (scale or not s.scale_only)]
+    files = native_targets(ctx, chosen)
     for groups in files.values():
         for group in groups:
             group.setdefault("labels", {})
     return files
 
 
-@pytest.mark.parametrize("ha", [False, True], ids=["single", "ha"])
-def test_scrape_targets_match_the_native_ones(ha: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("profile", ["default", "ha", "scale"])
+def test_scrape_targets_match_the_native_ones(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for row in topology.ENDPOINTS:
         monkeypatch.delenv(row.env_name, raising=False)
     published = {
@@ -238,9 +262,11 @@ def test_scrape_targets_match_the_native_ones(ha: bool, monkeypatch: pytest.Monk
         for p in service.get("ports") or []
     }
     compose_files = _compose_targets(ROOT / "prometheus/targets/compose", published)
-    if ha:
+    if profile == "ha":
         compose_files.update(_compose_targets(ROOT / "prometheus/targets/compose/ha", published))
-    native = _native_targets(ha)
+    if profile == "scale":  # the whole folder
+        compose_files = _compose_targets(ROOT / "prometheus/targets/compose/scale", published)
+    native = _native_targets(profile)
     # vmagent is scraped natively only; node_exporter runs in compose only (see docker-compose.yml).
     assert set(native) - set(compose_files) == {"vmagent"}
     assert set(compose_files) - set(native) == {"node"}
@@ -258,6 +284,24 @@ def test_compose_target_files_are_valid_for_prometheus(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = re.findall(r'WARNING: file "([^"]+)" for file_sd', result.stdout + result.stderr)
+    # vmagent runs natively only; the long-term store only with the scale profile (its own folder)
+    assert missing == [str(tmp_path / "targets" / f"{job}*.yml") for job in ("vmagent", "victoria-metrics")]
+
+
+def test_compose_scale_config_is_valid_for_prometheus(tmp_path: Path) -> None:
+    # The replicas' layout in the scale profile: prometheus-scale.yml, rules/, the scale targets folder.
+    shutil.copy(ROOT / "prometheus" / "prometheus-scale.yml", tmp_path / "prometheus-scale.yml")
+    shutil.copytree(ROOT / "prometheus" / "rules", tmp_path / "rules")
+    shutil.copytree(ROOT / "prometheus" / "targets" / "compose" / "scale", tmp_path / "targets")
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(tmp_path / "prometheus-scale.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDLINE_REPLICA": "A"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     missing = re.findall(r'WARNING: file "([^"]+)" for file_sd', result.stdout + result.stderr)
@@ -319,6 +363,8 @@ ROOT_USERS = {
 }
 DATA_VOLUMES = {
     "prometheus": "/prometheus",
+    "prometheus-2": "/prometheus",
+    "victoria-metrics": "/storage",
     "alertmanager": "/alertmanager",
     "alertmanager-2": "/alertmanager",
     "alertmanager-3": "/alertmanager",
