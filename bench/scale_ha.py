@@ -8,8 +8,11 @@ three clustered Alertmanagers, the demo; rules rendered with `for: 3s`, Alertman
 capped at 5 s, as tests/e2e/test_scale.py). Then:
 - --runs incidents (the demo's qerrors `down`, which pages QerrorsDown), each with one replica
   SIGKILLed (A and B in turn) 1, 3 or 5 s after the fault (before the alert fires, around the page,
-  after it): pages per group at the pager-sink (1 expected: 0 is lost, 2+ duplicated), pages again
-  after the resolve, and the longest gap of the incident's series in the store;
+  after it) and started again before the incident ends: pages per group at the pager-sink (1
+  expected: 0 is lost, 2+ duplicated), pages again after the resolve, and the longest gap of the
+  incident's series in the store;
+- --late-restarts incidents in which the killed replica starts again only after the incident ended
+  (a replica down for longer): the pages again after the resolve (docs/scale.md explains them);
 - the store stopped for --outage seconds while everything scrapes, then started: the time until the
   replicas' remote-write queues have replayed, and the samples in the store against the samples the
   replicas scraped over the window (per series, one per dedup interval).
@@ -36,7 +39,7 @@ GROUP_TIMER = "5s"
 def outage(stack: Sandbox, seconds: float, selector: str) -> dict[str, float]:
     start = float(int(time.time()) + 1)
     time.sleep(3)
-    stack.crash(storage.LONG_TERM)
+    stack.halt(storage.LONG_TERM)  # an orderly stop (a SIGKILL loses what it had not flushed)
     time.sleep(seconds)
     stack.start(storage.LONG_TERM)
     back = time.time()
@@ -74,6 +77,12 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=20, help="incidents with a replica killed (20)")
     parser.add_argument("--outage", type=float, default=120, help="seconds the store is stopped (120)")
+    parser.add_argument(
+        "--late-restarts",
+        type=int,
+        default=4,
+        help="further incidents in which the killed replica starts again only after the incident ended (4)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="redline-scale-ha-") as tmp:
         rules = render_rules("3s", Path(tmp) / "rendered")
@@ -89,6 +98,14 @@ def main() -> int:
                 result = scale_ha.kill_round(stack, victim, kill_after, storage.seconds(GROUP_TIMER) + 3)
                 rounds.append(result)
                 print(f"    run {index + 1}: {result}", flush=True)
+            late = []
+            for index in range(args.late_restarts):
+                victim = scale_ha.REPLICAS[index % 2]
+                result = scale_ha.kill_round(
+                    stack, victim, 3.0, storage.seconds(GROUP_TIMER) + 3, restart_before_resolve=False
+                )
+                late.append(result)
+                print(f"    late restart {index + 1}: {result}", flush=True)
             print(f"==> the store stopped for {args.outage:.0f}s", flush=True)
             gap = outage(stack, args.outage, '{job="gamebook"}')
     pages = [r["pages"].get("production", 0) for r in rounds]
@@ -109,6 +126,12 @@ def main() -> int:
     spread = f"{delays[0]:.1f} / {delays[len(delays) // 2]:.1f} / {delays[-1]:.1f} s" if delays else "-"
     print(f"| fault to page, min / median / max | {spread} |")
     print(f"| longest gap of the incident's series in the store | {worst_gap:.1f} s |")
+    late_pages = sum(r["pages"].get("production", 0) for r in late)
+    late_refired = sum(r["refired"] or 0 for r in late)
+    print(
+        f"| killed replica started only after the incident ended: incidents / pages / pages again "
+        f"after the resolve | {len(late)} / {late_pages} / {late_refired} |"
+    )
     window = f"{args.outage:.0f} s, window {gap['window']:.0f} s, {gap['series']} series of job gamebook"
     print(f"| store stopped | {window} |")
     counts = f"{gap['scraped_a_b']} / {gap['expected']} / {gap['stored']}"

@@ -211,6 +211,11 @@ class Sandbox:
             time.sleep(0.05)
         return frozen_at
 
+    def halt(self, service: str) -> None:
+        """Stop one of the runner's services as `supervisorctl stop` does (its stop signal, then wait):
+        an orderly stop, after which it stays down until start()."""
+        self._supervisor().stopProcess(service, True)
+
     def kill(self, service: str) -> int:
         """SIGKILL one of the runner's services as the OOM killer would; supervisord restarts it (or
         gives up on it when it keeps failing). Returns the killed pid."""

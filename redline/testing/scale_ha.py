@@ -117,11 +117,20 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 def kill_round(
-    sandbox: Sandbox, victim: str, kill_after: float, dup_window: float, page_timeout: float = 60.0
+    sandbox: Sandbox,
+    victim: str,
+    kill_after: float,
+    dup_window: float,
+    page_timeout: float = 60.0,
+    restart_before_resolve: bool = True,
 ) -> dict[str, Any]:
     """One incident: fault on, SIGKILL `victim` `kill_after` s later, wait for the page and `dup_window`
-    s more for a duplicate, then fault off, the victim started again, the page resolved. Returns the
-    pages per group, the incident series' longest gap in the store, and timings."""
+    s more for a duplicate; then the victim started again (as supervisord restarts a crashed process)
+    and, once it has scraped afresh, the fault off and the page resolved, `dup_window` s more for a page
+    after the resolve. With `restart_before_resolve` False the fault ends first and the victim starts
+    after: it evaluates its pre-crash samples (up == 0, within the lookback) and fires again, which
+    Alertmanager, having just resolved the group, pages anew (docs/scale.md). Returns the pages per
+    group, the pages after the resolve, the incident series' longest gap in the store, and timings."""
     since = len(sandbox.notifications())
     started = time.time()
     sandbox.fault(*INCIDENT)
@@ -135,9 +144,14 @@ def kill_round(
         time.sleep(0.1)
     time.sleep(dup_window)
     pages = group_pages(sandbox, since)
+    if restart_before_resolve:
+        sandbox.start(victim)
+        wait(lambda: replica_ready(sandbox, victim), 60, f"{victim} ready again")
+        time.sleep(3)  # its first scrapes and evaluations: it fires too, the group is already paged
     sandbox.fault(*INCIDENT, active=False)
-    sandbox.start(victim)
-    wait(lambda: replica_ready(sandbox, victim), 60, f"{victim} ready again")
+    if not restart_before_resolve:
+        sandbox.start(victim)
+        wait(lambda: replica_ready(sandbox, victim), 60, f"{victim} ready again")
     ended = time.time()
     # the incident's series, once the surviving replica's last samples have been sent
     time.sleep(3)
@@ -150,6 +164,7 @@ def kill_round(
         refired = sum(group_pages(sandbox, resolved_at + 1).values())
     return {
         "victim": victim,
+        "restart_before_resolve": restart_before_resolve,
         "kill_after": killed_at - started,
         "page_after": first_page - started if first_page else None,
         "pages": pages,

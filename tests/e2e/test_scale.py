@@ -92,20 +92,29 @@ def test_store_outage_replays_every_sample(stack: Sandbox) -> None:
     selector = f'{{job="{FAST_JOBS[0]}"}}'
     start = float(int(time.time()) + 1)
     time.sleep(3)
-    stack.crash(storage.LONG_TERM)
+    stack.halt(storage.LONG_TERM)  # an orderly stop: a SIGKILL loses what it had not flushed yet
     time.sleep(OUTAGE_S)
     stack.start(storage.LONG_TERM)
     time.sleep(3)
     end = float(int(time.time()))
 
+    progress: list[str] = []
+
     def complete() -> bool:
         stored = scale_ha.store_samples(stack, selector, start, end)
         scraped = _scraped(stack, selector, start, end)
-        return bool(stored) and all(
-            len(stored.get(key, [])) == len(scale_ha.dedup_buckets(ts)) for key, ts in scraped.items()
-        )
+        short = {
+            key: (len(stored.get(key, [])), len(scale_ha.dedup_buckets(ts)))
+            for key, ts in scraped.items()
+            if len(stored.get(key, [])) != len(scale_ha.dedup_buckets(ts))
+        }
+        progress[:] = [f"{len(short)} of {len(scraped)} series short, e.g. {list(short.items())[:2]}"]
+        return bool(stored) and not short
 
-    wait_until(complete, 90, interval=1, what="the remote-write queues to replay into the store")
+    try:
+        wait_until(complete, 90, interval=1, what="the remote-write queues to replay into the store")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {progress}") from None
     stored = scale_ha.store_samples(stack, selector, start, end)
     scraped = _scraped(stack, selector, start, end)
     assert set(stored) == set(scraped)

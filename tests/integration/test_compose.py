@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline import topology
+from redline import tools, topology
 from redline.stack import runner as stack
 from redline.stack.rundir import native_targets
 from redline.testing.processes import ROOT, tool
@@ -103,6 +103,11 @@ def host_path(service: dict[str, Any], container_path: str) -> Path | str:
 
 
 def binary_version(name: str) -> str:
+    pinned = {t.name: t for t in tools.load_versions()[1]}[name]
+    if pinned.version_from_package:  # Debian's build prints no version: the package's, as setup checked
+        version = tools.installed_version(pinned, tool(name))
+        assert version is not None, f"{name}: no recorded package version; run 'make setup'"
+        return version.base_version
     out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, timeout=30)
     match = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr)
     assert match, f"{name} --version: {out.stdout}{out.stderr}"
@@ -500,6 +505,8 @@ def test_stack_secrets_job_copies_the_credentials_for_the_group(tmp_path: Path) 
 # What reads the stack's credentials in compose, and from where (/etc/secrets: the stack-secrets volume).
 AUTHENTICATED = {
     "prometheus": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "prometheus-2": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "victoria-metrics": ["-httpAuth.password=file:///etc/secrets/web-password"],
     "alertmanager": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-2": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-3": ["--web.config.file=/etc/secrets/web-config.yml"],
