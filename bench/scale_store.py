@@ -58,7 +58,7 @@ def serve(first: int, count: int, per_target: int, conn: Connection) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            port = self.server.server_address[1]
+            port = int(self.server.server_address[1])  # type: ignore[index]
             turns[port] += 1
             body = bodies[port][turns[port] % VARIANTS]
             self.send_response(200)
@@ -274,13 +274,14 @@ def slo_query(targets: int, step: str, tmp: Path) -> dict[str, Any]:
         ]
         stack.enter_context(running(prom, prom_url + "/-/ready", folder / "prometheus.log", timeout=300))
         for name, url, extra in (("prom", prom_url, {}), ("vm", vm_url, {"nocache": "1"})):
-            times, value = [], None
+            times: list[float] = []
+            budget: str | None = None
             for _ in range(5):
                 began = time.perf_counter()
                 answer = get(url, "/api/v1/query", query=SLO, time=end, **extra)
                 times.append(time.perf_counter() - began)
-                value = answer["data"]["result"][0]["value"][1] if answer["data"]["result"] else None
-            result[name] = {"median": statistics.median(times), "max": max(times), "value": value}
+                budget = answer["data"]["result"][0]["value"][1] if answer["data"]["result"] else None
+            result[name] = {"median": statistics.median(times), "max": max(times), "value": budget}
         result["prom_disk"] = _du(blocks)
         result["vm_disk"] = _du(folder / "vm")
         result["prom_rss"] = metric(prom_url, "process_resident_memory_bytes")
