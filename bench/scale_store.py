@@ -263,7 +263,7 @@ def slo_query(targets: int, step: str, tmp: Path) -> dict[str, Any]:
                     f"{vm_url}/api/v1/import/prometheus", data=b"".join(chunk), method="POST"
                 )
                 urllib.request.urlopen(request, timeout=600).close()
-        get(vm_url, "/internal/force_flush")
+        urllib.request.urlopen(f"{vm_url}/internal/force_flush", timeout=60).close()
         result["vm_backfill"] = time.monotonic() - started
         prom = [
             tool("prometheus"),
