@@ -380,6 +380,7 @@ def supervisor_conf(ctx: Context, services: list[Service]) -> str:
             "command=" + shlex.join(service.command(ctx)).replace("%", "%%"),
             "environment=" + environment.replace("%", "%%"),
             "autostart=true",
+            f"priority={service.priority}",
             "autorestart=true",
             "startsecs=1",
             "startretries=3",

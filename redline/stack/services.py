@@ -86,6 +86,9 @@ class Service:
     workdir: Callable[[Context], Path] = lambda ctx: ROOT
     ha_only: bool = False
     scale_only: bool = False
+    # supervisord's order: lower starts first and stops last (the store outlives the replicas writing into
+    # it, whose shutdown flushes their remote-write queues instead of waiting out the stop timeout)
+    priority: int = 999
     optional_reason: str = ""  # non-empty: skipped unless this is available
 
     def missing(self) -> str | None:
@@ -306,6 +309,7 @@ SERVICES: list[Service] = [
         ready_path="/health",
         auth=True,
         scale_only=True,
+        priority=100,
     ),
     _alertmanager("alertmanager", ("alertmanager-2", "alertmanager-3")),
     _alertmanager("alertmanager-2", ("alertmanager", "alertmanager-3")),
