@@ -157,6 +157,14 @@ def kill_round(
     time.sleep(3)
     samples = store_samples(sandbox, INCIDENT_SERIES, started, ended)
     gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in samples.items()}
+    # what the replica that stayed up scraped meanwhile: the store must hold every interval of it
+    survivor = next(name for name in REPLICAS if name != victim)
+    scraped = scraped_samples(sandbox, survivor, INCIDENT_SERIES, started, ended)
+    survivor_gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in scraped.items()}
+    missing = {
+        dict(key).get("env", ""): len(dedup_buckets(ts) - dedup_buckets(samples.get(key, [])))
+        for key, ts in scraped.items()
+    }
     resolved_at = _wait_resolved(sandbox, since)
     refired = None
     if resolved_at is not None:  # a replica that still fires after the other resolved would page again
@@ -169,6 +177,8 @@ def kill_round(
         "page_after": first_page - started if first_page else None,
         "pages": pages,
         "gaps": gaps,
+        "survivor_gaps": survivor_gaps,
+        "missing_in_store": missing,
         "resolved": resolved_at is not None,
         "refired": refired,
     }

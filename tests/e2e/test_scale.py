@@ -84,8 +84,12 @@ def test_replica_killed_during_an_incident_pages_once(stack: Sandbox, run: int) 
     assert result["pages"] == {"production": 1}, result
     assert result["resolved"] and result["refired"] == 0, result
     assert result["gaps"], f"no incident series in the store: {result}"
+    # no gap: every interval the surviving replica scraped is in the store (and the store's longest gap
+    # is no longer than the survivor's own: a loaded machine can delay a scrape)
+    assert set(result["missing_in_store"].values()) == {0}, result
     for env, gap in result["gaps"].items():
-        assert gap <= 2.5 * scale_ha.DEDUP_S, f"gap of {gap:.1f}s in {env}'s series: {result}"
+        allowed = max(2.5 * scale_ha.DEDUP_S, result["survivor_gaps"].get(env, 0))
+        assert gap <= allowed, f"gap of {gap:.1f}s in {env}'s series: {result}"
 
 
 def test_store_outage_replays_every_sample(stack: Sandbox) -> None:
@@ -119,9 +123,10 @@ def test_store_outage_replays_every_sample(stack: Sandbox) -> None:
     scraped = _scraped(stack, selector, start, end)
     assert set(stored) == set(scraped)
     for key, timestamps in scraped.items():
+        # one sample per dedup interval in which a replica scraped, each one of theirs: none lost
+        assert scale_ha.dedup_buckets(stored[key]) == scale_ha.dedup_buckets(timestamps), key
         assert len(stored[key]) == len(scale_ha.dedup_buckets(timestamps)), key
         assert set(stored[key]) <= set(timestamps), f"{key}: the store has samples nobody scraped"
-        assert scale_ha.longest_gap(stored[key]) <= 2.5 * scale_ha.DEDUP_S, key
 
 
 def _scraped(stack: Sandbox, selector: str, start: float, end: float) -> dict:
