@@ -161,8 +161,9 @@ def kill_round(
     survivor = next(name for name in REPLICAS if name != victim)
     scraped = scraped_samples(sandbox, survivor, INCIDENT_SERIES, started, ended)
     survivor_gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in scraped.items()}
+    inner = set(range(math.floor(started / DEDUP_S) + 1, math.floor(ended / DEDUP_S)))  # whole intervals
     missing = {
-        dict(key).get("env", ""): len(dedup_buckets(ts) - dedup_buckets(samples.get(key, [])))
+        dict(key).get("env", ""): len((dedup_buckets(ts) - dedup_buckets(samples.get(key, []))) & inner)
         for key, ts in scraped.items()
     }
     resolved_at = _wait_resolved(sandbox, since)
