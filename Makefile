@@ -18,7 +18,7 @@ CLIENTS_NODE := tests/clients/node
 NODE_STAMP := $(CLIENTS_NODE)/node_modules/.redline-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help setup tools clients chromium up up-ha down status test test-unit test-integration test-e2e test-clients lint generate check bench clean
+.PHONY: help setup tools clients chromium up up-ha up-scale down status test test-unit test-integration test-e2e test-clients lint generate check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ up: setup ## start the native stack on 127.0.0.1 and print its status table
 
 up-ha: setup ## the same, with a three-node Alertmanager cluster
 	@$(REDLINE) up --ha
+
+up-scale: setup ## the same, with an HA Prometheus pair writing into VictoriaMetrics (docs/scale.md)
+	@$(REDLINE) up --scale
 
 down: ## stop the native stack (data is kept in .run/)
 	@if [ -x $(REDLINE) ]; then $(REDLINE) down; else echo "nothing to stop (no .venv)"; fi

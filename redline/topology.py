@@ -35,6 +35,9 @@ OTLP_LABELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # senders must export more often than this (docs/instrumenting/README.md: every 10 s).
 LOOKBACK_DELTA = "1m"
 
+# The global scrape interval of prometheus.yml (jobs without an interval of their own).
+SCRAPE_INTERVAL = "5s"
+
 PROBE_JOB = "blackbox"  # the scrape job whose targets are the URLs blackbox_exporter probes
 PROBER = "blackbox"  # the endpoint that probes them
 
@@ -73,6 +76,7 @@ class Endpoint:
     test_target: bool = False  # the generated promtool tests use its target labels for its system
     compose_port: int | None = None  # port inside compose's network when it differs from `port`
     ha_only: bool = False  # only in the three-Alertmanager cluster (redline up --ha, compose profile ha)
+    scale_only: bool = False  # only with the HA pair and the long-term store (up --scale, profile scale)
     native: bool = True  # False: only under compose
     compose: bool = True  # False: only on the native stack
 
@@ -89,6 +93,7 @@ JOBS: tuple[Job, ...] = (
     Job("prometheus", "The stack itself: behind basic auth, like the probes' blackbox_exporter.", auth=True),
     Job("alertmanager", "", file="alertmanager-metrics", auth=True),
     Job("vmagent", "", auth=True),
+    Job("victoria-metrics", "", auth=True),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
     Job("node", "", serves="host"),
     Job(
@@ -114,6 +119,23 @@ JOBS: tuple[Job, ...] = (
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("prometheus", 9090, "prometheus", "prometheus", {"system": "redline"}, test_target=True),
+    Endpoint(
+        "prometheus-2",
+        9190,
+        "prometheus-2",
+        "prometheus",
+        {"system": "redline"},
+        compose_port=9090,
+        scale_only=True,
+    ),
+    Endpoint(
+        "victoria-metrics",
+        8428,
+        "victoria-metrics",
+        "victoria-metrics",
+        {"system": "redline"},
+        scale_only=True,
+    ),
     Endpoint("alertmanager", 9093, "alertmanager", "alertmanager", {"system": "redline"}, alerting=True),
     Endpoint(
         "alertmanager-2",

@@ -419,13 +419,15 @@ def _served_rule_groups(target: Target) -> set[str]:
 
 
 def default_targets(headers: dict[str, str]) -> list[Target]:
-    """The stack's components on their default 127.0.0.1 ports; HA peers and blackbox when they answer."""
+    """The stack's components on their default 127.0.0.1 ports; HA peers, the second Prometheus replica and
+    blackbox when they answer."""
 
     def target(kind: str, name: str) -> Target:
         return Target(kind, f"http://127.0.0.1:{topology.port(name)}", headers)
 
     targets = [target("prometheus", "prometheus"), target("alertmanager", "alertmanager")]
-    optional = [target("alertmanager", n) for n in ("alertmanager-2", "alertmanager-3")]
+    optional = [target("prometheus", "prometheus-2")]  # the second replica of `redline up --scale`
+    optional += [target("alertmanager", n) for n in ("alertmanager-2", "alertmanager-3")]
     optional.append(target("blackbox", "blackbox"))
     return targets + [t for t in optional if health(t) is not None]
 

@@ -18,12 +18,13 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from redline import credentials, inventory, pg_roles, topology
+from redline import credentials, inventory, pg_roles, storage, topology
 from redline.demo.pipeline import reference_schema
 from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
 from redline.pg_roles import PG_ADMIN, PG_ROLES
 from redline.stack.services import (
     PG_BIN,
+    SCALE_CONFIG,
     SERVICES,
     Context,
     Service,
@@ -92,6 +93,25 @@ def write_targets(ctx: Context, services: list[Service]) -> list[str]:
     return sorted(files)
 
 
+def write_scale_config(ctx: Context) -> None:
+    """With --scale: the HA replicas' prometheus-scale.yml beside the link to the checkout's prometheus.yml
+    (so rules/, targets/ and ../secrets/ resolve alike), from it and the long-term store's native address
+    (redline/storage.py scale_config; compose's copy is rendered by `redline generate`)."""
+    path = ctx.path("prometheus", SCALE_CONFIG)
+    if not ctx.scale:
+        path.unlink(missing_ok=True)
+        return
+    base = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    config = storage.scale_config(base, f"127.0.0.1:{ctx.port(storage.LONG_TERM)}")
+    header = (
+        "# Written by redline up --scale from prometheus/prometheus.yml and redline/storage.py: the HA\n"
+        "# replicas' configuration (docs/scale.md); redline reload writes it anew.\n"
+    )
+    staged = path.with_name(f".{SCALE_CONFIG}.tmp")
+    staged.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    staged.replace(path)
+
+
 def write_alertmanager_profile(ctx: Context) -> list[str]:
     """The run folder's alertmanager.yml: the configuration to run without the integrations that cannot
     deliver here (their secret file is missing: no PagerDuty key, Slack URL or SMTP password yet), so a
@@ -147,6 +167,7 @@ def save_context(ctx: Context, services: list[Service]) -> None:
     state = {
         "services": [s.name for s in services],
         "ha": ctx.ha,
+        "scale": ctx.scale,
         "rules_dir": str(ctx.rules_dir),
         "alertmanager_config": str(ctx.alertmanager_config),
         "demo_args": list(ctx.demo_args),
@@ -166,6 +187,7 @@ def load_context(folder: Path) -> tuple[Context, list[Service]]:
     ctx = Context(
         run_dir=folder,
         ha=bool(state.get("ha")),
+        scale=bool(state.get("scale")),
         rules_dir=Path(state.get("rules_dir", PROMETHEUS / "rules")),
         alertmanager_config=Path(state.get("alertmanager_config", ALERTMANAGER / "alertmanager.yml")),
         demo_args=tuple(state.get("demo_args", ())),
@@ -192,6 +214,7 @@ def refresh(folder: Path, alertmanager_yml: Path) -> list[str]:
         ctx = dataclasses.replace(ctx, inventory=fresh.model_copy(update={"demo": ctx.inventory.demo}))
     ctx = dataclasses.replace(ctx, alertmanager_config=alertmanager_yml)
     files = write_targets(ctx, services)
+    write_scale_config(ctx)
     link_operator_secrets(ctx)
     left_out = write_alertmanager_profile(ctx)
     save_context(ctx, services)
@@ -217,6 +240,7 @@ def prepare_run_dir(ctx: Context, services: list[Service]) -> None:
             link.unlink()
         link.symlink_to(target)
     write_targets(ctx, services)
+    write_scale_config(ctx)
     # Where Alertmanager's webhook receivers deliver locally: the pager-sink, one path per receiver, with
     # the sink's token as the URL's basic-auth password (the URL file is itself a secret).
     secrets_dir = ctx.path("alertmanager", "secrets")
@@ -334,6 +358,7 @@ def supervisor_conf(ctx: Context, services: list[Service]) -> str:
             "command=" + shlex.join(service.command(ctx)).replace("%", "%%"),
             "environment=" + environment.replace("%", "%%"),
             "autostart=true",
+            f"priority={service.priority}",
             "autorestart=true",
             "startsecs=1",
             "startretries=3",

@@ -113,7 +113,7 @@ def select_services(ctx: Context, only: list[str] | None) -> tuple[list[Service]
     for service in SERVICES:
         if only is not None and service.name not in only:
             continue
-        if service.ha_only and not ctx.ha:
+        if (service.ha_only and not ctx.ha) or (service.scale_only and not ctx.scale):
             continue
         if service.name in DEMO_SERVICES and not ctx.inventory.demo:
             skipped[service.name] = "no demo: the inventory names the real services"
@@ -323,6 +323,12 @@ def _parser(action: str) -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated services to start (default: all available)")
     parser.add_argument("--ha", action="store_true", help="run three clustered Alertmanagers instead of one")
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="an HA pair of Prometheus replicas remote-writing into VictoriaMetrics (the long-term store), "
+        "with the three clustered Alertmanagers of --ha (docs/scale.md)",
+    )
+    parser.add_argument(
         "--inventory", type=Path, help="the real services to watch (default: inventory.yml, else the demo)"
     )
     parser.add_argument(
@@ -367,7 +373,8 @@ def _context(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Conte
         services = services.model_copy(update={"demo": False})
     ctx = Context(
         run_dir=folder,
-        ha=args.ha,
+        ha=args.ha or args.scale,
+        scale=args.scale,
         rules_dir=args.rules_dir.resolve(),
         alertmanager_config=args.alertmanager_config.resolve(),
         demo_args=tuple(shlex.split(args.demo_args)),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redline import credentials, tools, topology
+from redline import credentials, storage, tools, topology
 from redline.inventory import DEMO, Inventory
 from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
@@ -34,6 +34,7 @@ class Context:
 
     run_dir: Path
     ha: bool = False
+    scale: bool = False  # the HA Prometheus pair and the long-term store (implies ha)
     rules_dir: Path = PROMETHEUS / "rules"
     alertmanager_config: Path = ALERTMANAGER / "alertmanager.yml"
     demo_args: tuple[str, ...] = ()
@@ -85,6 +86,10 @@ class Service:
     stop_signal: str = "TERM"  # what supervisord sends to stop it
     workdir: Callable[[Context], Path] = lambda ctx: ROOT
     ha_only: bool = False
+    scale_only: bool = False
+    # supervisord's order: lower starts first and stops last (the store outlives the replicas writing into
+    # it, whose shutdown flushes their remote-write queues instead of waiting out the stop timeout)
+    priority: int = 999
     optional_reason: str = ""  # non-empty: skipped unless this is available
 
     def missing(self) -> str | None:
@@ -102,7 +107,10 @@ class Service:
         return [
             row
             for row in topology.ENDPOINTS
-            if row.service == self.name and row.native and (ctx.ha or not row.ha_only)
+            if row.service == self.name
+            and row.native
+            and (ctx.ha or not row.ha_only)
+            and (ctx.scale or not row.scale_only)
         ]
 
 
@@ -174,16 +182,70 @@ def _alertmanager(name: str, peers: tuple[str, ...] = ()) -> Service:
     )
 
 
-def _vmagent_auth(ctx: Context) -> list[str]:
-    """Basic auth on vmagent's endpoints (import, OTLP, /metrics; /health stays open) and on its remote
-    write into Prometheus, both with the stack's password file (vmagent reads `file://` flag values)."""
+SCALE_CONFIG = "prometheus-scale.yml"  # written into the run folder's prometheus/ by `redline up --scale`
+
+
+def _prometheus(name: str) -> Service:
+    """Prometheus; with --scale one replica of the HA pair (redline/storage.py): the run folder's
+    prometheus-scale.yml, the replica label from the environment. Its data folder is data/<name>."""
+
+    def command(ctx: Context) -> list[str]:
+        config = SCALE_CONFIG if ctx.scale else "prometheus.yml"
+        return [
+            _binary("prometheus"),
+            f"--config.file={ctx.path('prometheus', config)}",
+            f"--storage.tsdb.path={ctx.path('data', name)}",
+            f"--storage.tsdb.retention.time={storage.PROMETHEUS_RETENTION_TIME}",
+            f"--storage.tsdb.retention.size={storage.PROMETHEUS_RETENTION_SIZE}",
+            f"--web.listen-address=127.0.0.1:{ctx.port(name)}",
+            f"--web.external-url={ctx.url(name)}",
+            "--web.enable-lifecycle",
+            "--web.enable-remote-write-receiver",
+            ctx.web_config_flag,
+            # pushed (OTLP) series have no staleness markers: they end this long after their last sample
+            f"--query.lookback-delta={topology.LOOKBACK_DELTA}",
+        ]
+
+    return Service(
+        name,
+        command,
+        binaries=("prometheus",),
+        auth=True,
+        env=lambda ctx: {storage.REPLICA_ENV: storage.REPLICAS[name]} if ctx.scale else {},
+        scale_only=name != "prometheus",
+    )
+
+
+def _victoria_metrics(ctx: Context) -> list[str]:
+    """VictoriaMetrics single-node, the long-term store (redline/storage.py): retention, deduplication of
+    the HA pair's samples, the free-disk floor; the stack's basic auth on every endpoint but /health."""
     password = ctx.secret(credentials.WEB_PASSWORD_FILE)
     return [
+        f"-httpListenAddr=127.0.0.1:{ctx.port(storage.LONG_TERM)}",
+        f"-storageDataPath={ctx.path('data', storage.LONG_TERM)}",
+        f"-retentionPeriod={storage.LONG_TERM_RETENTION}",
+        f"-dedup.minScrapeInterval={storage.dedup_interval()}",
+        f"-storage.minFreeDiskSpaceBytes={storage.LONG_TERM_MIN_FREE_DISK}",
+        "-loggerLevel=WARN",
         f"-httpAuth.username={credentials.USER}",
         f"-httpAuth.password=file://{password}",
-        f"-remoteWrite.basicAuth.username={credentials.USER}",
-        f"-remoteWrite.basicAuth.passwordFile={password}",
     ]
+
+
+def _vmagent_remote_write(ctx: Context) -> list[str]:
+    """vmagent's remote write into Prometheus, with --scale into both replicas (each gets every pushed
+    sample, so both evaluate the same rules over the same data); each URL with the stack's basic auth,
+    and basic auth on vmagent's own endpoints (import, OTLP, /metrics; /health stays open), all with the
+    stack's password file (vmagent reads `file://` flag values)."""
+    password = ctx.secret(credentials.WEB_PASSWORD_FILE)
+    flags = [f"-httpAuth.username={credentials.USER}", f"-httpAuth.password=file://{password}"]
+    for name in storage.REPLICAS if ctx.scale else ("prometheus",):
+        flags += [
+            f"-remoteWrite.url={ctx.url(name)}/api/v1/write",
+            f"-remoteWrite.basicAuth.username={credentials.USER}",
+            f"-remoteWrite.basicAuth.passwordFile={password}",
+        ]
+    return flags
 
 
 def _pg_env(ctx: Context) -> dict[str, str]:
@@ -222,23 +284,16 @@ DEMO_SERVICES = ("demo", "postgres")
 JOB_TABLE_SERVICES = ("job-exporter", "postgres-exporter")
 
 SERVICES: list[Service] = [
-    Service(
-        "prometheus",
-        lambda ctx: [
-            _binary("prometheus"),
-            f"--config.file={ctx.path('prometheus', 'prometheus.yml')}",
-            f"--storage.tsdb.path={ctx.path('data', 'prometheus')}",
-            "--storage.tsdb.retention.time=15d",
-            f"--web.listen-address=127.0.0.1:{ctx.port('prometheus')}",
-            f"--web.external-url={ctx.url('prometheus')}",
-            "--web.enable-lifecycle",
-            "--web.enable-remote-write-receiver",
-            ctx.web_config_flag,
-            # pushed (OTLP) series have no staleness markers: they end this long after their last sample
-            f"--query.lookback-delta={topology.LOOKBACK_DELTA}",
-        ],
-        binaries=("prometheus",),
+    _prometheus("prometheus"),
+    _prometheus("prometheus-2"),
+    _pinned(
+        storage.LONG_TERM,
+        storage.LONG_TERM,
+        _victoria_metrics,
+        ready_path="/health",
         auth=True,
+        scale_only=True,
+        priority=100,
     ),
     _alertmanager("alertmanager", ("alertmanager-2", "alertmanager-3")),
     _alertmanager("alertmanager-2", ("alertmanager", "alertmanager-3")),
@@ -279,12 +334,11 @@ SERVICES: list[Service] = [
         "vmagent",
         lambda ctx: [
             f"-httpListenAddr=127.0.0.1:{ctx.port('vmagent')}",
-            f"-remoteWrite.url={ctx.url('prometheus')}/api/v1/write",
             f"-remoteWrite.tmpDataPath={ctx.path('data', 'vmagent')}",
             # OTLP resource attributes -> job, instance, system
             f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
             "-loggerLevel=WARN",
-            *_vmagent_auth(ctx),
+            *_vmagent_remote_write(ctx),
         ],
         ready_path="/health",
         auth=True,

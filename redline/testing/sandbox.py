@@ -137,11 +137,13 @@ class Sandbox:
         demo_args: str = "",
         ha: bool = False,
         only: list[str] | None = None,
+        scale: bool = False,
     ) -> None:
         self.rules_dir = rules_dir
         self.alertmanager_config = alertmanager_config
         self.demo_args = demo_args
         self.ha = ha
+        self.scale = scale
         self.only = only
         self.run_dir = Path(tempfile.mkdtemp(prefix="redline-sandbox-"))
         self.credentials = credentials.Credentials(self.run_dir)
@@ -184,6 +186,8 @@ class Sandbox:
             args.append(f"--demo-args={self.demo_args}")
         if self.ha:
             args.append("--ha")
+        if self.scale:
+            args.append("--scale")
         if self.only:
             args.append("--only=" + ",".join(self.only))
         try:
@@ -237,6 +241,11 @@ class Sandbox:
                 raise RuntimeError(f"{service} still not down {timeout:.0f}s after SIGKILL")
             time.sleep(0.05)
         return frozen_at
+
+    def halt(self, service: str) -> None:
+        """Stop one of the runner's services as `supervisorctl stop` does (its stop signal, then wait):
+        an orderly stop, after which it stays down until start()."""
+        self._supervisor().stopProcess(service, True)
 
     def kill(self, service: str) -> int:
         """SIGKILL one of the runner's services as the OOM killer would; supervisord restarts it (or

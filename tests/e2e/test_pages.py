@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline.stack.services import SERVICE_NAMES
+from redline.stack.services import SERVICES
 from redline.testing.links import assert_links_resolve, links_of
 from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
@@ -286,8 +286,9 @@ def test_critical_level_holds_back_the_warning_of_the_same_target(e2e: E2E) -> N
 
 
 def test_make_up_runs_every_service_with_its_url(e2e: E2E) -> None:
-    for name in SERVICE_NAMES:
-        if name.startswith("alertmanager-"):  # the HA members run with --ha only
+    for service in SERVICES:
+        name = service.name
+        if service.ha_only or service.scale_only:  # the HA members, the second replica and the store
             assert not re.search(rf"^{name}\s", e2e.up_table, re.MULTILINE), e2e.up_table
         elif name == "grafana":  # where a grafana binary is on PATH
             assert re.search(r"^grafana\s+(ready|skipped)\s", e2e.up_table, re.MULTILINE), e2e.up_table

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redline import pg_roles, topology
+from redline import pg_roles, tools, topology
 from redline.stack import runner as stack
 from redline.stack.rundir import native_targets
 from redline.testing.processes import ROOT, tool
@@ -33,6 +33,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 REQUIRED = ("GRAFANA_ADMIN_PASSWORD", *(role.env for role in pg_roles.PG_ROLES))
 TEST_ENV = {name: f"test-only-{name.lower()}" for name in REQUIRED}
 HA_ENV = {"COMPOSE_PROFILES": "ha", "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/ha"}
+SCALE_ENV = {  # .env.example's scale lines
+    "COMPOSE_PROFILES": "ha,scale",
+    "REDLINE_PROMETHEUS_CONFIG": "prometheus-scale.yml",
+    "REDLINE_TARGETS": "./prometheus/targets/compose/scale",
+    "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/scale",
+}
+PROFILE_ENV = {"default": {}, "ha": HA_ENV, "scale": SCALE_ENV}
 # Native services with no compose service of the same role, and why.
 NATIVE_ONLY = {"vmagent": "otel-collector"}  # the OTLP gateway: vmagent natively, the collector in compose
 # Compose images and the binary whose `--version` pins them.
@@ -42,6 +49,7 @@ PINNED = {
     "prom/node-exporter": "node_exporter",
     "prom/blackbox-exporter": "blackbox_exporter",
     "prometheuscommunity/postgres-exporter": "postgres_exporter",
+    "victoriametrics/victoria-metrics": "victoria-metrics",
 }
 PG_BIN = Path("/usr/lib/postgresql/15/bin/postgres")
 
@@ -58,15 +66,16 @@ def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @cache
-def resolved(ha: bool = True) -> dict[str, Any]:
-    """`docker-compose config` output (YAML keeps the x- fields that JSON output drops)."""
-    result = compose("config", env={**TEST_ENV, **(HA_ENV if ha else {})})
+def resolved(profile: str = "scale") -> dict[str, Any]:
+    """`docker-compose config` output (YAML keeps the x- fields that JSON output drops) with the
+    settings of a profile (default, ha, scale: every service)."""
+    result = compose("config", env={**TEST_ENV, **PROFILE_ENV[profile]})
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
 
-def services(ha: bool = True) -> dict[str, dict[str, Any]]:
-    return resolved(ha)["services"]
+def services(profile: str = "scale") -> dict[str, dict[str, Any]]:
+    return resolved(profile)["services"]
 
 
 def flag(service: dict[str, Any], name: str) -> str:
@@ -95,6 +104,11 @@ def host_path(service: dict[str, Any], container_path: str) -> Path | str:
 
 
 def binary_version(name: str) -> str:
+    pinned = {t.name: t for t in tools.load_versions()[1]}[name]
+    if pinned.version_from_package:  # Debian's build prints no version: the package's, as setup checked
+        version = tools.installed_version(pinned, tool(name))
+        assert version is not None, f"{name}: no recorded package version; run 'make setup'"
+        return version.base_version
     out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, timeout=30)
     match = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr)
     assert match, f"{name} --version: {out.stdout}{out.stderr}"
@@ -104,10 +118,11 @@ def binary_version(name: str) -> str:
 # ----- the file is valid, and stops clearly without its passwords ---------------------------------
 
 
-def test_compose_config_accepts_the_file_with_and_without_ha() -> None:
-    default = set(services(ha=False))
-    full = set(services(ha=True))
-    assert full - default == {"alertmanager-2", "alertmanager-3"}
+def test_compose_config_accepts_the_file_with_and_without_ha_and_scale() -> None:
+    default = set(services("default"))
+    ha = set(services("ha"))
+    assert ha - default == {"alertmanager-2", "alertmanager-3"}
+    assert set(services("scale")) - ha == {"prometheus-2", "victoria-metrics"}
     assert {"prometheus", "alertmanager", "grafana", "otel-collector", "pager-sink", "demo"} <= default
 
 
@@ -160,8 +175,20 @@ def test_ports_are_published_on_loopback_at_the_native_ports() -> None:
             assert published == native_ports, f"{name}: published {published} vs native"
 
 
+def test_scale_replicas_read_the_rendered_scale_config_and_targets() -> None:
+    svc = services("scale")
+    for name in ("prometheus", "prometheus-2"):
+        config = flag(svc[name], "config.file")
+        assert host_path(svc[name], config) == ROOT / "prometheus" / "prometheus-scale.yml"
+        targets = f"{PurePosixPath(config).parent}/targets/prometheus.yml"
+        assert host_path(svc[name], targets) == ROOT / "prometheus/targets/compose/scale/prometheus.yml"
+        alerting = f"{PurePosixPath(config).parent}/targets/alertmanagers.yml"
+        assert host_path(svc[name], alerting) == ROOT / "prometheus/targets/compose/scale/alertmanagers.yml"
+    assert host_path(svc["victoria-metrics"], "/etc/secrets/web-password") == "volume:stack-secrets"
+
+
 def test_mounted_configs_are_the_repo_files_the_native_stack_uses() -> None:
-    svc = services()
+    svc = services("ha")
     prom = svc["prometheus"]
     config = flag(prom, "config.file")
     assert host_path(prom, config) == ROOT / "prometheus" / "prometheus.yml"
@@ -220,17 +247,19 @@ def _compose_targets(folder: Path, published: dict[tuple[str, int], int]) -> dic
     return files
 
 
-def _native_targets(ha: bool) -> dict[str, list[dict]]:
-    ctx = stack.Context(run_dir=Path("/nonexistent"), ha=ha)
-    files = native_targets(ctx, [s for s in stack.SERVICES if ha or not s.ha_only])
+def _native_targets(profile: str) -> dict[str, list[dict]]:
+    ha, scale = profile != "default", profile == "scale"
+    ctx = stack.Context(run_dir=Path("/nonexistent"), ha=ha, scale=scale)
+    chosen = [s for s in stack.SERVICES if (ha or not s.ha_only) and (scale or not s.scale_only)]
+    files = native_targets(ctx, chosen)
     for groups in files.values():
         for group in groups:
             group.setdefault("labels", {})
     return files
 
 
-@pytest.mark.parametrize("ha", [False, True], ids=["single", "ha"])
-def test_scrape_targets_match_the_native_ones(ha: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("profile", ["default", "ha", "scale"])
+def test_scrape_targets_match_the_native_ones(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for row in topology.ENDPOINTS:
         monkeypatch.delenv(row.env_name, raising=False)
     published = {
@@ -239,9 +268,11 @@ def test_scrape_targets_match_the_native_ones(ha: bool, monkeypatch: pytest.Monk
         for p in service.get("ports") or []
     }
     compose_files = _compose_targets(ROOT / "prometheus/targets/compose", published)
-    if ha:
+    if profile == "ha":
         compose_files.update(_compose_targets(ROOT / "prometheus/targets/compose/ha", published))
-    native = _native_targets(ha)
+    if profile == "scale":  # the whole folder
+        compose_files = _compose_targets(ROOT / "prometheus/targets/compose/scale", published)
+    native = _native_targets(profile)
     # vmagent is scraped natively only; node_exporter runs in compose only (see docker-compose.yml).
     assert set(native) - set(compose_files) == {"vmagent"}
     assert set(compose_files) - set(native) == {"node"}
@@ -259,6 +290,24 @@ def test_compose_target_files_are_valid_for_prometheus(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = re.findall(r'WARNING: file "([^"]+)" for file_sd', result.stdout + result.stderr)
+    # vmagent runs natively only; the long-term store only with the scale profile (its own folder)
+    assert missing == [str(tmp_path / "targets" / f"{job}*.yml") for job in ("vmagent", "victoria-metrics")]
+
+
+def test_compose_scale_config_is_valid_for_prometheus(tmp_path: Path) -> None:
+    # The replicas' layout in the scale profile: prometheus-scale.yml, rules/, the scale targets folder.
+    shutil.copy(ROOT / "prometheus" / "prometheus-scale.yml", tmp_path / "prometheus-scale.yml")
+    shutil.copytree(ROOT / "prometheus" / "rules", tmp_path / "rules")
+    shutil.copytree(ROOT / "prometheus" / "targets" / "compose" / "scale", tmp_path / "targets")
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(tmp_path / "prometheus-scale.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDLINE_REPLICA": "A"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     missing = re.findall(r'WARNING: file "([^"]+)" for file_sd', result.stdout + result.stderr)
@@ -320,6 +369,8 @@ ROOT_USERS = {
 }
 DATA_VOLUMES = {
     "prometheus": "/prometheus",
+    "prometheus-2": "/prometheus",
+    "victoria-metrics": "/storage",
     "alertmanager": "/alertmanager",
     "alertmanager-2": "/alertmanager",
     "alertmanager-3": "/alertmanager",
@@ -455,6 +506,8 @@ def test_stack_secrets_job_copies_the_credentials_for_the_group(tmp_path: Path) 
 # What reads the stack's credentials in compose, and from where (/etc/secrets: the stack-secrets volume).
 AUTHENTICATED = {
     "prometheus": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "prometheus-2": ["--web.config.file=/etc/secrets/web-config.yml"],
+    "victoria-metrics": ["-httpAuth.password=file:///etc/secrets/web-password"],
     "alertmanager": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-2": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-3": ["--web.config.file=/etc/secrets/web-config.yml"],

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "redline.checks",
         "redline.inventory",
         "redline.pg_roles",
+        "redline.storage",
     ),
     (
         "redline.generate.model",

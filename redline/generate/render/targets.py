@@ -8,12 +8,15 @@ profile). A scrape job per topology job, with its interval.
 
 from __future__ import annotations
 
-from redline import credentials, inventory, topology
+import yaml
+
+from redline import credentials, inventory, storage, topology
 from redline.generate.model import Catalogue
 from redline.generate.render.common import TOPOLOGY, header, yaml_dump
 from redline.inventory import Inventory
 
 PROMETHEUS_CONFIG = "prometheus/prometheus.yml"
+SCALE_CONFIG = "prometheus/prometheus-scale.yml"  # the HA replicas' config under compose (profile scale)
 COMPOSE_TARGETS = "prometheus/targets/compose"
 
 # The stack's basic auth (redline/credentials.py). A relative password_file resolves against the folder of
@@ -29,7 +32,7 @@ BASIC_AUTH = (
 # and notification in under 5 s).
 GLOBAL = """\
 global:
-  scrape_interval: 5s
+  scrape_interval: {scrape_interval}
   scrape_timeout: 4s
   evaluation_interval: 1s
   external_labels:
@@ -74,7 +77,9 @@ def render_prometheus_config() -> str:
         f"# {COMPOSE_TARGETS}/ holds for compose. See docs/alert-latency.md for the intervals.",
         "# The stack's own endpoints need basic auth: the password is read from ../secrets/web-password,",
         "# next to the folder of the config file (the run folder's secrets/; docs/native-stack.md).",
-        GLOBAL.replace("{basic_auth}", BASIC_AUTH).rstrip(),
+        GLOBAL.replace("{basic_auth}", BASIC_AUTH)
+        .replace("{scrape_interval}", topology.SCRAPE_INTERVAL)
+        .rstrip(),
     ]
     for index, job in enumerate(topology.JOBS):
         if job.comment:
@@ -102,15 +107,22 @@ def _target_file(stem: str, groups: list[dict], profile: str) -> str:
 
 
 def render_compose_targets(services: Inventory) -> dict[str, str]:
-    """prometheus/targets/compose/<file>.yml, and ha/<file>.yml where the ha profile differs: the stack's
-    own services, the demo's when the inventory runs it, and the inventory's real services."""
+    """prometheus/targets/compose/<file>.yml, ha/<file>.yml where the ha profile differs, and scale/, the
+    whole folder of the scale profile: the stack's own services, the demo's when the inventory runs it,
+    and the inventory's real services."""
     rows = [row for row in topology.ENDPOINTS if row.compose and (services.demo or row.service != "demo")]
     prober = topology.compose_address(topology.endpoint(topology.PROBER))
     real = inventory.target_files(services, prober)
     single = inventory.merge(
-        topology.target_files([row for row in rows if not row.ha_only], topology.compose_address), real
+        topology.target_files(
+            [row for row in rows if not row.ha_only and not row.scale_only], topology.compose_address
+        ),
+        real,
     )
-    ha = inventory.merge(topology.target_files(rows, topology.compose_address), real)
+    ha = inventory.merge(
+        topology.target_files([row for row in rows if not row.scale_only], topology.compose_address), real
+    )
+    scale = inventory.merge(topology.target_files(rows, topology.compose_address), real)  # ha included
     files = {
         f"{COMPOSE_TARGETS}/{stem}.yml": _target_file(stem, groups, "default")
         for stem, groups in single.items()
@@ -118,9 +130,31 @@ def render_compose_targets(services: Inventory) -> dict[str, str]:
     for stem, groups in ha.items():
         if single.get(stem) != groups:
             files[f"{COMPOSE_TARGETS}/ha/{stem}.yml"] = _target_file(stem, groups, "profile ha")
+    # profile scale: the whole targets folder (REDLINE_TARGETS), the replicas and the store added to ha
+    for stem, groups in scale.items():
+        files[f"{COMPOSE_TARGETS}/scale/{stem}.yml"] = _target_file(stem, groups, "profile scale")
     return files
+
+
+def render_scale_config(prometheus_yml: str) -> str:
+    """prometheus/prometheus-scale.yml: prometheus.yml for the HA replicas of compose's profile `scale`
+    (redline/storage.py scale_config; `redline up --scale` writes the native one into its run folder)."""
+    long_term = topology.compose_address(topology.endpoint(storage.LONG_TERM))
+    config = storage.scale_config(yaml.safe_load(prometheus_yml), long_term)
+    return (
+        header("#", [TOPOLOGY, "redline/storage.py"], change=TOPOLOGY).rstrip()
+        + "\n# prometheus.yml for the HA replicas of compose's profile `scale` (docs/scale.md): the replica\n"
+        + "# external label from REDLINE_REPLICA, dropped from alerts and from the remote write into\n"
+        + "# VictoriaMetrics. `redline up --scale` writes the native one into its run folder.\n"
+        + yaml_dump(config)
+    )
 
 
 def render_targets(catalogue: Catalogue) -> dict[str, str]:
     """Renderer: prometheus.yml (from the topology) and the compose target files (topology, inventory)."""
-    return {PROMETHEUS_CONFIG: render_prometheus_config(), **render_compose_targets(catalogue.inventory)}
+    prometheus_yml = render_prometheus_config()
+    return {
+        PROMETHEUS_CONFIG: prometheus_yml,
+        SCALE_CONFIG: render_scale_config(prometheus_yml),
+        **render_compose_targets(catalogue.inventory),
+    }

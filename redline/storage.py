@@ -1,0 +1,87 @@
+"""How long and how much each store keeps, and how the HA pair writes into the long-term store.
+
+The only place these numbers are written (docs/scale.md). The native runner (redline/stack/services.py)
+passes them as flags; docker-compose.yml's defaults are compared with them by
+tests/unit/test_storage.py; `redline generate` renders prometheus/prometheus-scale.yml for compose with
+scale_config(), and `redline up --scale` writes the native one into its run folder with the same function.
+
+`redline up --scale` (and the compose profile `scale`): two Prometheus replicas run the same rendered
+configuration, told apart only by the external label `replica` (A, B; from the environment variable
+REDLINE_REPLICA, which Prometheus 3 expands in external labels). Both evaluate every rule and send to the
+Alertmanager cluster with `replica` dropped from their alerts, so Alertmanager sees one alert and
+notifies once. Both remote-write into VictoriaMetrics single-node with `replica` dropped too, so the two
+copies of a series are one series there, and `-dedup.minScrapeInterval` (the shortest scrape interval of
+redline/topology.py) keeps one sample per interval of it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from redline import credentials, topology
+
+# Prometheus' local store: long enough for the alerts' windows and a fortnight of incident review.
+PROMETHEUS_RETENTION_TIME = "15d"
+PROMETHEUS_RETENTION_SIZE = "10GB"  # the disk budget of each replica: oldest blocks go first beyond it
+# The long-term store (VictoriaMetrics single-node): a year and a month, for year-on-year capacity reviews.
+LONG_TERM_RETENTION = "400d"
+# VictoriaMetrics refuses new samples (and says so in its log and metrics) below this much free disk,
+# instead of filling the disk; the remote-write queues of the replicas buffer meanwhile.
+LONG_TERM_MIN_FREE_DISK = "1GB"
+
+REPLICA_LABEL = "replica"
+REPLICA_ENV = "REDLINE_REPLICA"  # expanded by Prometheus in external_labels
+# service (redline/topology.py) -> its value of the replica label
+REPLICAS: dict[str, str] = {"prometheus": "A", "prometheus-2": "B"}
+LONG_TERM = "victoria-metrics"  # the endpoint of the long-term store
+
+# Remote write from each replica: small batches sent at least every second, so the store is seconds behind;
+# a queue that keeps retrying (with backoff up to 5 s) while the store is away. Prometheus keeps reading
+# its WAL for what is not yet sent, so an outage shorter than the WAL's two hours loses nothing.
+REMOTE_WRITE_QUEUE = {
+    "capacity": 10000,
+    "max_samples_per_send": 2000,
+    "batch_send_deadline": "1s",
+    "min_backoff": "100ms",
+    "max_backoff": "5s",
+}
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration of one unit ('500ms', '1s', '5m', '2h', '15d') in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    for unit in sorted(units, key=len, reverse=True):
+        number = duration.removesuffix(unit)
+        if number != duration and number.isdigit():
+            return int(number) * units[unit]
+    raise ValueError(f"not a duration: {duration!r}")
+
+
+def dedup_interval() -> str:
+    """-dedup.minScrapeInterval: the shortest scrape interval of any job, so that the two replicas'
+    samples of the fastest series collapse into one per interval and no job loses resolution."""
+    intervals = [job.interval or topology.SCRAPE_INTERVAL for job in topology.JOBS]
+    return min(intervals, key=seconds)
+
+
+def scale_config(base: dict[str, Any], long_term_address: str) -> dict[str, Any]:
+    """The HA replicas' configuration: prometheus.yml (`base`, parsed) with the replica external label,
+    the label dropped from alerts, and remote write into the long-term store at HOST:PORT."""
+    config = copy.deepcopy(base)
+    config["global"].setdefault("external_labels", {})[REPLICA_LABEL] = "${" + REPLICA_ENV + "}"
+    drop = [{"action": "labeldrop", "regex": REPLICA_LABEL}]
+    config["alerting"]["alert_relabel_configs"] = drop
+    config["remote_write"] = [
+        {
+            "name": LONG_TERM,
+            "url": f"http://{long_term_address}/api/v1/write",
+            "basic_auth": {
+                "username": credentials.USER,
+                "password_file": f"../{credentials.SECRETS}/{credentials.WEB_PASSWORD_FILE}",
+            },
+            "write_relabel_configs": drop,
+            "queue_config": dict(REMOTE_WRITE_QUEUE),
+        }
+    ]
+    return config

@@ -1,0 +1,138 @@
+"""End to end on `redline up --scale`: the HA Prometheus pair, the Alertmanager cluster, the long-term store.
+
+One stack on free ports (two Prometheus replicas remote-writing into VictoriaMetrics single-node, three
+clustered Alertmanagers, the demo and the rest of `make up`), with the test-only shortcuts of
+tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group timers capped at 5 s.
+
+- the replicas' two copies of each series are one series in the store, one sample per dedup interval;
+- a replica SIGKILLed during an incident: the page arrives exactly once per group, and the incident's
+  series has no gap in the store (REDLINE_SCALE_KILL_RUNS rounds, default 2; bench/scale_ha.py runs 20);
+- the store stopped under load (REDLINE_SCALE_OUTAGE_S, default 20 s; the bench runs 120 s): after it
+  returns, the remote-write queues replay and the store holds every sample the replicas scraped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from redline import storage, topology
+from redline.testing import scale_ha
+from redline.testing.processes import wait_until
+from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+KILL_RUNS = int(os.environ.get("REDLINE_SCALE_KILL_RUNS", "2"))
+OUTAGE_S = float(os.environ.get("REDLINE_SCALE_OUTAGE_S", "20"))
+GROUP_TIMER = "5s"
+DUP_WINDOW = storage.seconds(GROUP_TIMER) + 3  # a duplicate would come at the group's next flush
+FAST_JOBS = [job.name for job in topology.JOBS if job.interval == storage.dedup_interval()]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    tmp: Path = tmp_path_factory.mktemp("scale")
+    rules = render_rules("3s", tmp / "rendered")
+    am = alertmanager_config_with_timers(tmp / "alertmanager.yml", GROUP_TIMER, GROUP_TIMER)
+    with Sandbox(rules_dir=rules, alertmanager_config=am, scale=True) as sandbox:
+        # both replicas scrape, and the store has received from both, before any test measures
+        wait_until(
+            lambda: scale_ha.store_series(sandbox, 'up{job="qerrors"}'), 60, what="the store receiving"
+        )
+        yield sandbox
+
+
+def test_status_lists_the_pair_and_the_store(stack: Sandbox) -> None:
+    status = stack.redline("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for service in ("prometheus", "prometheus-2", storage.LONG_TERM):
+        assert any(line.split()[:2] == [service, "ready"] for line in status.stdout.splitlines()), (
+            status.stdout
+        )
+
+
+def test_one_series_per_target_in_the_store(stack: Sandbox) -> None:
+    time.sleep(3)
+    end = float(int(time.time()) - 2)
+    for job in FAST_JOBS:
+        selector = f'up{{job="{job}"}}'
+        query = urllib.parse.urlencode({"query": selector})
+        per_replica = [stack.get_json(f"{stack.url(r)}/api/v1/query?{query}") for r in scale_ha.REPLICAS]
+        targets = {scale_ha.series_key(s["metric"]) for s in per_replica[0]["data"]["result"]}
+        assert targets, f"replica A scrapes no target of job {job}"
+        assert targets == {scale_ha.series_key(s["metric"]) for s in per_replica[1]["data"]["result"]}
+        stored = scale_ha.store_series(stack, selector)
+        assert len(stored) == len(targets), f"{job}: {len(stored)} series in the store for {len(targets)}"
+        assert all(storage.REPLICA_LABEL not in s for s in stored), stored
+        # both replicas scraped each target in these 5 s; the store keeps one sample per dedup interval
+        for key, timestamps in scale_ha.store_samples(stack, selector, end - 5, end).items():
+            buckets = scale_ha.dedup_buckets(timestamps)
+            assert len(buckets) == len(timestamps), f"{key}: two samples in one interval: {timestamps}"
+
+
+@pytest.mark.parametrize("run", range(KILL_RUNS))
+def test_replica_killed_during_an_incident_pages_once(stack: Sandbox, run: int) -> None:
+    victim = scale_ha.REPLICAS[run % 2]
+    kill_after = 1.0 + 4.0 * (run % 3) / 2  # before the alert fires, around it, after the page
+    result = scale_ha.kill_round(stack, victim, kill_after, DUP_WINDOW)
+    assert result["pages"] == {"production": 1}, result
+    assert result["resolved"] and result["refired"] == 0, result
+    assert result["gaps"], f"no incident series in the store: {result}"
+    # no gap: every interval the surviving replica scraped is in the store (and the store's longest gap
+    # is no longer than the survivor's own: a loaded machine can delay a scrape)
+    assert set(result["missing_in_store"].values()) == {0}, result
+    for env, gap in result["gaps"].items():
+        allowed = max(2.5 * scale_ha.DEDUP_S, result["survivor_gaps"].get(env, 0))
+        assert gap <= allowed, f"gap of {gap:.1f}s in {env}'s series: {result}"
+
+
+def test_store_outage_replays_every_sample(stack: Sandbox) -> None:
+    selector = f'{{job="{FAST_JOBS[0]}"}}'
+    start = float(int(time.time()) + 1)
+    time.sleep(3)
+    stack.halt(storage.LONG_TERM)  # an orderly stop: a SIGKILL loses what it had not flushed yet
+    time.sleep(OUTAGE_S)
+    stack.start(storage.LONG_TERM)
+    time.sleep(3)
+    end = float(int(time.time()))
+
+    progress: list[str] = []
+
+    def complete() -> bool:
+        stored = scale_ha.store_samples(stack, selector, start, end)
+        scraped = _scraped(stack, selector, start, end)
+        short = {
+            key: (len(stored.get(key, [])), len(scale_ha.dedup_buckets(ts)))
+            for key, ts in scraped.items()
+            if len(stored.get(key, [])) != len(scale_ha.dedup_buckets(ts))
+        }
+        progress[:] = [f"{len(short)} of {len(scraped)} series short, e.g. {list(short.items())[:2]}"]
+        return bool(stored) and not short
+
+    try:
+        wait_until(complete, 90, interval=1, what="the remote-write queues to replay into the store")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {progress}") from None
+    stored = scale_ha.store_samples(stack, selector, start, end)
+    scraped = _scraped(stack, selector, start, end)
+    assert set(stored) == set(scraped)
+    for key, timestamps in scraped.items():
+        # one sample per dedup interval in which a replica scraped, each one of theirs: none lost
+        assert scale_ha.dedup_buckets(stored[key]) == scale_ha.dedup_buckets(timestamps), key
+        assert len(stored[key]) == len(scale_ha.dedup_buckets(timestamps)), key
+        assert set(stored[key]) <= set(timestamps), f"{key}: the store has samples nobody scraped"
+
+
+def _scraped(stack: Sandbox, selector: str, start: float, end: float) -> dict:
+    """Every sample the two replicas scraped, by series."""
+    merged: dict = {}
+    for replica in scale_ha.REPLICAS:
+        for key, timestamps in scale_ha.scraped_samples(stack, replica, selector, start, end).items():
+            merged.setdefault(key, []).extend(timestamps)
+    return {key: sorted(ts) for key, ts in merged.items()}
