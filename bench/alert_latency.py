@@ -116,9 +116,7 @@ def main() -> int:
         rules = render_rules("0s", Path(tmp))
         print("==> starting the native stack (shipped prometheus.yml and alertmanager.yml)", flush=True)
         with Sandbox(rules_dir=rules) as stack:
-            wait(
-                lambda: stack.query("prometheus_notifications_alertmanagers_discovered == 1"), 30, "discovery"
-            )
+            stack.wait_sending_to_alertmanager()
             wait(lambda: len(stack.query("up == 1")) >= 14, 60, "every target up")
             results: dict[str, list[tuple[float, float, float]]] = {}
             pending: dict[Case, int] = {}

@@ -59,9 +59,7 @@ def main() -> int:
         print("==> starting prometheus, alertmanager, pager-sink, console and the demo", flush=True)
         with Sandbox(rules_dir=rules, only=SERVICES) as stack:
             wait(lambda: stack.query('up{job="tmux-monitor"} == 1'), 60, "the tmux monitor scraped")
-            wait(
-                lambda: stack.query("prometheus_notifications_alertmanagers_discovered == 1"), 30, "discovery"
-            )
+            stack.wait_sending_to_alertmanager()
             time.sleep(args.settle)
             stack.fault("tmux", "memory-critical")
             held = wait(

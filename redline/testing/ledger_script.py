@@ -47,3 +47,16 @@ def check_figures(ledger: Ledger) -> None:
     ]
     # a window that ends before next week sees one page
     assert {f.alertname: f.pages for f in ledger.figures(T0 - 1, T0 + 2 * 86400)}["TmuxMonitorDown"] == 1
+
+
+def check_script_survives_reopening(url: str) -> None:
+    """The script recorded into a fresh ledger at `url` gives its figures, and again once the store is
+    closed and opened anew (the console or the pager-sink restarted: nothing is lost)."""
+    ledger = Ledger(url)
+    script(ledger)
+    check_figures(ledger)
+    assert ledger.count() == 9
+    ledger.close()
+    again = Ledger(url)
+    check_figures(again)
+    again.close()

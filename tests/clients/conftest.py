@@ -83,12 +83,7 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientSta
     rules = render_rules(FOR_OVERRIDE, tmp / "generated")
     am = alertmanager_config_with_timers(tmp / "alertmanager.yml", group_wait="2s", group_interval="2s")
     with Sandbox(rules_dir=rules, alertmanager_config=am, only=SERVICES) as sandbox:
-        # an alert that fires before Prometheus has found Alertmanager is re-sent only a minute later
-        wait_until(
-            lambda: sandbox.query("prometheus_notifications_alertmanagers_discovered == 1"),
-            timeout=30,
-            what="Prometheus sending to Alertmanager",
-        )
+        sandbox.wait_sending_to_alertmanager()
         yield ClientStack(sandbox)
 
 

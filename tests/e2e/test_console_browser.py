@@ -92,12 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_until(
             lambda: sandbox.query('up{job="tmux-monitor"} == 1'), timeout=60, what="tmux monitor scraped"
         )
-        # an alert that fires before Prometheus has found Alertmanager is re-sent only a minute later
-        wait_until(
-            lambda: sandbox.query("prometheus_notifications_alertmanagers_discovered == 1"),
-            timeout=30,
-            what="Prometheus sending to Alertmanager",
-        )
+        sandbox.wait_sending_to_alertmanager()
         with sync_playwright() as playwright:
             browser: Browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), args=["--no-sandbox"]

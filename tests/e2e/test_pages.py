@@ -215,12 +215,7 @@ def wait_stack_ready(stack: Sandbox) -> None:
     wait_until(
         lambda: stack.query("redline_jobs_duration_seconds_count > 10"), timeout=60, what="finished jobs"
     )
-    # An alert that fires before Prometheus has discovered Alertmanager is re-sent only a minute later.
-    wait_until(
-        lambda: stack.query("prometheus_notifications_alertmanagers_discovered == 1"),
-        timeout=30,
-        what="Prometheus sending to Alertmanager",
-    )
+    stack.wait_sending_to_alertmanager()
 
 
 @pytest.fixture(scope="module")

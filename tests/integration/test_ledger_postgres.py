@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from redline.receivers.ledger import Ledger
-from redline.testing.ledger_script import T0, check_figures, script
+from redline.testing.ledger_script import T0, check_script_survives_reopening
 from redline.testing.pg import pg_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,14 +20,7 @@ def test_figures_on_postgresql_also_after_reopening() -> None:
     with pg_cluster() as pg:
         pg.execute("CREATE DATABASE ledger")
         url = f"postgresql://postgres@127.0.0.1:{pg.port}/ledger"
-        ledger = Ledger(url)
-        script(ledger)
-        check_figures(ledger)
-        assert ledger.count() == 9
-        ledger.close()
-        again = Ledger(url)  # the console or the pager-sink restarted: nothing is lost
-        check_figures(again)
-        again.close()
+        check_script_survives_reopening(url)
         result = subprocess.run(
             [
                 sys.executable,

@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 
 from redline.receivers.ledger import Action, Ledger, LedgerError, as_json, iter_table
-from redline.testing.ledger_script import T0, check_figures, script
+from redline.testing.ledger_script import T0, check_script_survives_reopening, script
 from redline.testing.notifications import notification
 
 
 def test_figures_of_a_scripted_sequence_also_after_reopening(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    ledger = Ledger(url)
-    script(ledger)
-    check_figures(ledger)
-    assert ledger.count() == 9
-    ledger.close()
-    again = Ledger(url)  # the console or the pager-sink restarted: nothing is lost
-    check_figures(again)
+    check_script_survives_reopening(f"sqlite:///{tmp_path / 'ledger.db'}")
     assert oct((tmp_path / "ledger.db").stat().st_mode & 0o777) == "0o600"
-    again.close()
 
 
 def grouped(receiver: str, alertname: str, status: str, start: float, end: float | None, *hosts: str) -> dict:
