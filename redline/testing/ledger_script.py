@@ -4,7 +4,12 @@ ledger backend (SQLite: tests/unit/test_ledger.py; PostgreSQL: tests/integration
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
+from typing import Any
 
+from redline.paths import ROOT
 from redline.receivers.ledger import Action, Ledger
 from redline.testing.notifications import notification
 
@@ -60,3 +65,18 @@ def check_script_survives_reopening(url: str) -> None:
     again = Ledger(url)
     check_figures(again)
     again.close()
+
+
+def ledger_cli_figures(url: str, since: str) -> dict[str, dict[str, Any]]:
+    """`redline ledger --ledger URL --since SINCE --json`, run as a user runs it: alert name -> its row,
+    noisiest first."""
+    result = subprocess.run(
+        [sys.executable, "-m", "redline.cli", "ledger", f"--ledger={url}", f"--since={since}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return {row["alertname"]: row for row in json.loads(result.stdout)}

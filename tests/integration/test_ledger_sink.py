@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from redline.console.upstream import Alertmanagers, Prometheus
 from redline.console.views import Console
 from redline.generate.load import load_catalogue
 from redline.paths import ROOT
+from redline.testing.ledger_script import ledger_cli_figures
 from redline.testing.notifications import notification
 from redline.testing.processes import free_port, running
 
@@ -99,15 +99,7 @@ def test_figures_of_a_scripted_sequence_across_a_crash_of_the_sink(tmp_path: Pat
     with running(sink, ready_url=f"{url}/-/healthy", log=tmp_path / "sink.log"):
         assert [post(url + path, payload) for path, payload in after_crash] == [200] * len(after_crash)
 
-    result = subprocess.run(
-        [*CLI, "ledger", "--ledger", ledger, "--since", "1d", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = {row["alertname"]: row for row in json.loads(result.stdout)}
+    figures = ledger_cli_figures(ledger, "1d")
     assert list(figures) == ["QerrorsDown", "TmuxMonitorCacheHitRateLow", "QerrorsHeapUsageHigh"]  # noisiest
     week = "{}-W{:02d}".format(*dt.datetime.fromtimestamp(time.time(), dt.UTC).isocalendar()[:2])
     assert figures["QerrorsDown"] | {"pages_per_week": None} == {
