@@ -38,6 +38,7 @@ from pathlib import Path
 from common import ROOT, free_port, run, tool, wait_ready  # bench/common.py; puts the repository on sys.path
 
 from redline import topology
+from redline.backtest.engine import peak_rss
 from redline.generate.load import load_catalogue
 from redline.generate.model import Catalogue, Fixture, Slo, Threshold, parse_duration
 from redline.testing.history import Driver, Incident, backfill, constant, write_openmetrics
@@ -172,13 +173,6 @@ def drivers_for(catalogue: Catalogue, profile: str, start: int, end: int) -> lis
             if driver is not None:
                 drivers.append(driver)
     return drivers
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def prepare(profile: str, days: int, scrape: int, lookback: int, folder: Path) -> dict:

@@ -31,6 +31,7 @@ from common import run  # bench/common.py; puts the repository on sys.path
 
 from redline import storage
 from redline.testing import scale_ha
+from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 GROUP_TIMER = "5s"
@@ -88,8 +89,8 @@ def main() -> int:
         rules = render_rules("3s", Path(tmp) / "rendered")
         am = alertmanager_config_with_timers(Path(tmp) / "alertmanager.yml", GROUP_TIMER, GROUP_TIMER)
         with Sandbox(rules_dir=rules, alertmanager_config=am, scale=True) as stack:
-            scale_ha.wait(
-                lambda: scale_ha.store_series(stack, 'up{job="qerrors"}'), 60, "the store receiving"
+            wait_until(
+                lambda: scale_ha.store_series(stack, 'up{job="qerrors"}'), 60, what="the store receiving"
             )
             rounds = []
             for index in range(args.runs):

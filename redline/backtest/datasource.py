@@ -8,7 +8,6 @@ are allowed): a rule that needs `rate(x[1h] offset 1w)` sees a partial or empty 
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import urllib.error
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redline import credentials
 from redline.backtest.rules import BacktestRule
 from redline.generate.model import format_duration
 
@@ -83,11 +83,11 @@ def authenticated(
         if not sep or not user:
             raise ValueError(f"--basic-auth-file {basic_auth_file}: expected one line user:password")
         secret = folder / "datasource-password"
-        secret.touch(mode=0o600)
-        secret.write_text(password)
-        header = base64.b64encode(f"{user}:{password}".encode()).decode()
+        credentials.write_private(secret, password)
         flags = (f"-datasource.basicAuth.username={user}", f"-datasource.basicAuth.passwordFile={secret}")
-        return Datasource(url, (("Authorization", f"Basic {header}"),), vmalert_flags=flags)
+        return Datasource(
+            url, (("Authorization", credentials.basic_auth(user, password)),), vmalert_flags=flags
+        )
     return Datasource(url)
 
 

@@ -25,11 +25,10 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from redline import tools
-from redline.backtest.datasource import Datasource
+from redline.backtest.datasource import Datasource, iso
 from redline.backtest.rules import RULE_LABEL, SIGNAL_LABEL, SIGNAL_METRIC
 from redline.backtest.timeline import Series, dedupe
 
@@ -152,8 +151,8 @@ def run_vmalert(
         f"-datasource.url={source.url}",
         *source.vmalert_flags,
         f"-remoteWrite.url={store}",
-        f"-replay.timeFrom={_rfc3339(start)}",
-        f"-replay.timeTo={_rfc3339(end)}",
+        f"-replay.timeFrom={iso(start)}",
+        f"-replay.timeTo={iso(end)}",
         f"-replay.maxDatapointsPerQuery={MAX_POINTS_PER_QUERY}",
         "-replay.rulesDelay=0",  # no rule reads another's results: the group's concurrency applies
         f"-replay.ruleEvaluationConcurrency={concurrency}",
@@ -186,10 +185,6 @@ def run_vmalert(
     if proc.returncode != 0:
         raise EngineError(f"vmalert -replay exited {proc.returncode}: {_tail(log)}")
     return peak
-
-
-def _rfc3339(t: int) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def export(store: str, match: str, start: int, end: int) -> Iterator[dict]:

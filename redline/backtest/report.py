@@ -7,12 +7,12 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
+from redline.backtest import datasource
 from redline.backtest.analysis import (
     WEEK,
     AlertResult,
@@ -32,7 +32,7 @@ VERSION = 1
 
 
 def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if t is None else datasource.iso(t)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from redline.console.runbooks import RUNBOOKS, Runbooks
 from redline.console.security import Authenticator, Csrf
 from redline.console.upstream import Alertmanagers, Credentials, Prometheus
 from redline.console.views import Console
+from redline.credentials import CredentialsError, read_secret
 from redline.generate.load import CatalogueError, load_catalogue
 from redline.paths import ROOT, ledger_url
 from redline.telemetry.web import WebConfigError, parse_listen
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> int:
         if args.upstream_user:
             if args.upstream_password_file is None:
                 raise ValueError("--upstream-user needs --upstream-password-file")
-            credentials = Credentials(args.upstream_user, args.upstream_password_file.read_text().strip())
+            credentials = Credentials(args.upstream_user, read_secret(args.upstream_password_file))
         alertmanagers = args.alertmanager or [f"http://127.0.0.1:{topology.port('alertmanager')}"]
         console = Console(
             load_catalogue(args.catalogue),
@@ -80,7 +81,14 @@ def main(argv: list[str]) -> int:
             args.ledger or ledger_url(),
         )
         app = build_app(console, Runbooks(args.runbooks), Authenticator(args.web_config), Csrf())
-    except (ValueError, OSError, CatalogueError, WebConfigError, topology.TopologyError) as err:
+    except (
+        ValueError,
+        OSError,
+        CredentialsError,
+        CatalogueError,
+        WebConfigError,
+        topology.TopologyError,
+    ) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)

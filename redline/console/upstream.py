@@ -7,7 +7,6 @@ as long as one answers. Requests carry the stack's credentials when it has them 
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import urllib.error
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from redline import credentials as stack_credentials
 
 TIMEOUT_S = 5.0
 
@@ -34,7 +35,7 @@ class Credentials:
     password: str
 
     def header(self) -> str:
-        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return stack_credentials.basic_auth(self.username, self.password)
 
 
 def _request(url: str, credentials: Credentials | None, body: Any = None, method: str | None = None) -> Any:

@@ -239,8 +239,8 @@ class Console:
         end = now or time.time()
         ledger = Ledger(self.ledger_url)
         try:
-            figures = ledger.figures(end - days * 86400, end + 1)
             episodes = ledger.episodes(end - days * 86400, end + 1)
+            figures = ledger.figures(end - days * 86400, end + 1, episodes)
         finally:
             ledger.close()
         return {"figures": figures, "episodes": list(reversed(episodes))[:200], "days": days}

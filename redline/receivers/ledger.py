@@ -228,12 +228,16 @@ class Ledger:
                 episode.ends_at = ends_at
         return sorted(episodes.values(), key=lambda e: e.starts_at)
 
-    def figures(self, since: float, until: float) -> list[AlertFigures]:
-        """Per alert name: pages, tickets, episodes, flapping, time to resolve; noisiest first."""
+    def figures(
+        self, since: float, until: float, episodes: list[Episode] | None = None
+    ) -> list[AlertFigures]:
+        """Per alert name: pages, tickets, episodes, flapping, time to resolve; noisiest first. Pass the
+        window's `episodes` when you have them already (they are read otherwise)."""
         columns = "DISTINCT n.id, n.receiver, n.received_at, e.alertname"
         notified = self._rows(f"SELECT {columns}{IN_WINDOW} AND e.status = 'firing'", (since, until))
         by_alert: dict[str, AlertFigures] = {}
-        episodes = self.episodes(since, until)
+        if episodes is None:
+            episodes = self.episodes(since, until)
         for episode in episodes:
             labels = episode.labels
             figures = by_alert.setdefault(

@@ -27,7 +27,6 @@ from redline.argtypes import add_run_dir
 
 EXIT_DOWN = 3
 EXIT_UNREACHABLE = 1
-PROBE_JOB = "blackbox"
 DESCRIPTION = (
     "Show what the running Prometheus scrapes and probes: job, address, system, env, whether it answers "
     "(probe targets: whether the probe succeeds) and the last error. Exit status 0 when every shown "
@@ -70,7 +69,7 @@ def _get(url: str, headers: dict[str, str]) -> Any:
 def active_targets(prometheus: str, headers: dict[str, str]) -> list[Target]:
     """Every active scrape target, with probe targets judged by their probe_success."""
     data = _get(f"{prometheus}/api/v1/targets?state=active", headers)
-    query = urllib.parse.urlencode({"query": f'probe_success{{job="{PROBE_JOB}"}}'})
+    query = urllib.parse.urlencode({"query": f'probe_success{{job="{topology.PROBE_JOB}"}}'})
     probes = {
         row["metric"].get("instance", ""): row["value"][1] == "1"
         for row in _get(f"{prometheus}/api/v1/query?{query}", headers)["result"]
@@ -80,7 +79,7 @@ def active_targets(prometheus: str, headers: dict[str, str]) -> list[Target]:
         labels = target["labels"]
         up = target["health"] == "up"
         error = target.get("lastError", "")
-        if labels.get("job") == PROBE_JOB and up:
+        if labels.get("job") == topology.PROBE_JOB and up:
             up = probes.get(labels.get("instance", ""), False)
             error = error or ("" if up else "probe failed (probe_success 0)")
         found.append(

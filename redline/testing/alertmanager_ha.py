@@ -19,6 +19,7 @@ from typing import Any
 
 from redline.generate.model import parse_duration
 from redline.stack.services import AM_PEER_NAMES, AM_PEER_TIMEOUT
+from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox
 
 PEERS = list(AM_PEER_NAMES)  # alertmanager (am-1, notifies first), alertmanager-2, alertmanager-3
@@ -107,13 +108,7 @@ def one_round(sandbox: Sandbox, env: str, kill_after: float | None) -> dict[str,
 
 
 def wait_settled(sandbox: Sandbox, timeout: float = 60) -> None:
-    """Wait until every peer reports a settled cluster of three; RuntimeError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if settled(sandbox):
-                return
-        except OSError:
-            pass  # a peer still starting
-        time.sleep(0.1)
-    raise RuntimeError(f"the Alertmanager cluster did not settle within {timeout:.0f}s")
+    """Wait until every peer reports a settled cluster of three (a peer still starting is retried)."""
+    wait_until(
+        lambda: settled(sandbox), timeout, interval=0.1, what="a settled Alertmanager cluster of three"
+    )

@@ -31,7 +31,7 @@ def stack_password(config: Path, password: str = "test-only-password") -> Path:
     """Write the password file the repository's prometheus.yml reads (../secrets/web-password beside the
     config's folder). A test Prometheus scraping components without basic auth sends it unchecked, but a
     missing file fails every scrape and alert that uses it."""
-    path = config.parent.parent / credentials.SECRETS / credentials.WEB_PASSWORD_FILE
+    path = credentials.secret_path(config.parent.parent, credentials.WEB_PASSWORD_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     credentials.write_private(path, password)
     return path

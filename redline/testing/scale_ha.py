@@ -21,6 +21,7 @@ import urllib.request
 from typing import Any
 
 from redline import storage
+from redline.testing.processes import http_get, wait_until
 from redline.testing.sandbox import Sandbox
 
 REPLICAS = list(storage.REPLICAS)  # prometheus (A), prometheus-2 (B)
@@ -98,22 +99,14 @@ def group_pages(sandbox: Sandbox, since: int) -> dict[str, int]:
     return counts
 
 
-def replica_ready(sandbox: Sandbox, replica: str) -> bool:
-    try:
-        request = urllib.request.Request(f"{sandbox.url(replica)}/-/ready", headers=sandbox.auth)
-        with urllib.request.urlopen(request, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-def wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not within {timeout:.0f}s")
+def restart(sandbox: Sandbox, replica: str) -> None:
+    """Start a crashed replica again (as supervisord would) and wait until it is ready."""
+    sandbox.start(replica)
+    wait_until(
+        lambda: http_get(f"{sandbox.url(replica)}/-/ready", 2, sandbox.auth)[0] == 200,
+        timeout=60,
+        what=f"{replica} ready again",
+    )
 
 
 def kill_round(
@@ -145,13 +138,11 @@ def kill_round(
     time.sleep(dup_window)
     pages = group_pages(sandbox, since)
     if restart_before_resolve:
-        sandbox.start(victim)
-        wait(lambda: replica_ready(sandbox, victim), 60, f"{victim} ready again")
+        restart(sandbox, victim)
         time.sleep(3)  # its first scrapes and evaluations: it fires too, the group is already paged
     sandbox.fault(*INCIDENT, active=False)
     if not restart_before_resolve:
-        sandbox.start(victim)
-        wait(lambda: replica_ready(sandbox, victim), 60, f"{victim} ready again")
+        restart(sandbox, victim)
     ended = time.time()
     # the incident's series, once the surviving replica's last samples have been sent
     time.sleep(3)
