@@ -160,6 +160,8 @@ def _secret_there(base: Path, relative: str | None) -> bool:
 
 
 STATE_FILE = "stack.yml"
+# How long supervisord waits for a program to stop before it kills the program's process group.
+STOP_WAIT_S = 15
 
 
 def save_context(ctx: Context, services: list[Service]) -> None:
@@ -363,7 +365,7 @@ def supervisor_conf(ctx: Context, services: list[Service]) -> str:
             "startsecs=1",
             "startretries=3",
             f"stopsignal={service.stop_signal}",
-            "stopwaitsecs=15",
+            f"stopwaitsecs={STOP_WAIT_S}",
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",

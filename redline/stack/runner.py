@@ -29,6 +29,7 @@ from redline import credentials, inventory
 from redline.argtypes import add_run_dir
 from redline.paths import ALERTMANAGER, PROMETHEUS
 from redline.stack.rundir import (
+    STOP_WAIT_S,
     ensure_database,
     load_context,
     prepare_run_dir,
@@ -48,6 +49,7 @@ from redline.stack.services import (
 )
 
 READY_TIMEOUT_S = 60.0
+SHUTDOWN_MARGIN_S = 10.0  # supervisord's own work after its last tier has stopped
 
 # ----- supervision -------------------------------------------------------------------------------
 
@@ -262,19 +264,40 @@ def restart(ctx: Context, name: str) -> int:
     return 0
 
 
-def _shutdown(ctx: Context, timeout: float = 30.0) -> bool:
+def _shutdown(ctx: Context) -> bool:
+    """Stop supervisord and its programs. supervisord stops one priority tier after the other, each
+    program within STOP_WAIT_S before it kills the program's group; should supervisord itself not be
+    gone after all tiers, it is killed and so is every program group it had started (each program
+    leads its own process group), so that no service outlives `redline down`."""
     pid = _supervisord_pid(ctx)
     if pid is None:
         return False
     try:
+        programs = {name: info["pid"] for name, info in _process_infos(ctx).items() if info.get("pid")}
+    except (OSError, xmlrpc.client.Fault):
+        programs = {}
+    try:
         _rpc(ctx).supervisor.shutdown()
     except (OSError, xmlrpc.client.Fault):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+    tiers = len({service.priority for service in SERVICES})
+    deadline = time.monotonic() + STOP_WAIT_S * tiers + SHUTDOWN_MARGIN_S
     while time.monotonic() < deadline and _supervisord_pid(ctx):
         time.sleep(0.1)
     if _supervisord_pid(ctx):
         os.kill(pid, signal.SIGKILL)
+        killed = [name for name, group in programs.items() if _kill_group(group)]
+        if killed:
+            print(f"redline: supervisord did not stop in time; killed {', '.join(killed)}", file=sys.stderr)
+    return True
+
+
+def _kill_group(pgid: int) -> bool:
+    """SIGKILL a process group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
     return True
 
 
