@@ -55,10 +55,7 @@ class Result:
 
 
 def _tool(name: str) -> str:
-    found = tools.binary(name)
-    if found is None:
-        raise CheckError(f"{name} not found in {tools.BIN_DIR} or on PATH; run 'make setup'")
-    return found
+    return tools.require(name, CheckError)
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

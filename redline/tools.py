@@ -37,6 +37,14 @@ def binary(name: str) -> str | None:
     return str(local) if local.exists() else shutil.which(name)
 
 
+def require(name: str, error: type[Exception]) -> str:
+    """binary(name), or `error` with the line that tells the user how to get it."""
+    found = binary(name)
+    if found is None:
+        raise error(f"{name} not found in {BIN_DIR} or on PATH; run 'make setup'")
+    return found
+
+
 class ToolError(Exception):
     """A tool could not be fetched or does not satisfy its pinned version."""
 

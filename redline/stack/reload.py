@@ -82,10 +82,7 @@ class Target:
 
 def find_tool(name: str) -> str:
     """A validator binary: the pinned one in .tools/bin, else PATH."""
-    found = tools.binary(name)
-    if found is None:
-        raise ReloadError(f"{name} not found in {tools.BIN_DIR} or on PATH; run 'make setup'")
-    return found
+    return tools.require(name, ReloadError)
 
 
 def rule_files(prometheus_yml: Path) -> list[Path]:
