@@ -18,7 +18,7 @@ from pathlib import Path
 from redline import checks
 from redline.generate.files import compare, write_files
 from redline.generate.load import CatalogueError, load_catalogue
-from redline.generate.model import Catalogue, parse_duration, with_for_override
+from redline.generate.model import Catalogue, for_override, with_for_override
 from redline.generate.render import RenderError, render_all
 from redline.generate.validate import check_promql, validate
 from redline.paths import ROOT
@@ -115,19 +115,15 @@ def main(argv: list[str]) -> int:
     """`redline generate ...` or `redline check ...` (argv[0] names the command)."""
     command = argv[0] if argv and argv[0] in ("generate", "check") else "generate"
     args = _parser(command).parse_args(argv[1:] if argv and argv[0] == command else argv)
-    for_override = getattr(args, "for_override", None)
-    if for_override is not None:
+    override = getattr(args, "for_override", None)
+    if override is not None:
         try:
-            if for_override.startswith("/"):
-                if not (for_override[1:].isdigit() and int(for_override[1:]) > 0):
-                    raise ValueError(f"{for_override!r} is not /N with a whole N above 0")
-            else:
-                parse_duration(for_override)
+            for_override(override)  # the one line naming a bad value, before anything is rendered
         except ValueError as err:
             print(f"redline generate: --for-override: {err}", file=sys.stderr)
             return EXIT_INVALID
     try:
-        files = render_files(args.catalogue, for_override, args.inventory)
+        files = render_files(args.catalogue, override, args.inventory)
     except (CatalogueError, RenderError) as err:
         print(f"redline {command}: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,14 +324,22 @@ def reads_metric(query: str, metric: MetricSpec) -> bool:
     return any(name in read for name in series_names(metric))
 
 
-def with_for_override(catalogue: Catalogue, override: str) -> Catalogue:
-    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) uses `for: override`,
-    or, when override is '/N', its own `for` divided by N (at least 1s): a time-scaled run."""
+def for_override(override: str) -> Callable[[str], str]:
+    """An alert's new `for` from its own: `override` itself (a duration), or with '/N' its own divided
+    by N (at least 1s), a time-scaled run. ValueError when override is neither."""
+    if not override.startswith("/"):
+        parse_duration(override)
+        return lambda current: override
+    if not (override[1:].isdigit() and int(override[1:]) > 0):
+        raise ValueError(f"{override!r} is not /N with a whole N above 0")
+    divisor = int(override[1:])
+    return lambda current: format_duration(max(1, round(parse_duration(current) / divisor)))
 
-    def new_for(current: str) -> str:
-        if not override.startswith("/"):
-            return override
-        return format_duration(max(1, round(parse_duration(current) / int(override[1:]))))
+
+def with_for_override(catalogue: Catalogue, override: str) -> Catalogue:
+    """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) has the `for` that
+    for_override(override) gives it."""
+    new_for = for_override(override)
 
     systems = [
         dataclasses.replace(

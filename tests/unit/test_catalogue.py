@@ -175,6 +175,13 @@ def test_for_override_divides_every_for_in_a_time_scaled_run(catalogue):
     assert all(parse_duration(b.for_) == max(1, round(parse_duration(a.for_) / 10)) for a, b in pairs)
 
 
+@pytest.mark.parametrize("override", ["/0", "/x", "/", "5x", ""])
+def test_a_bad_for_override_is_refused_by_the_model_itself(catalogue, override):
+    """Not only the CLI validates: a direct caller of with_for_override gets the same ValueError."""
+    with pytest.raises(ValueError):
+        with_for_override(catalogue, override)
+
+
 def test_source_copies_are_intact_and_match_shared():
     """The copies in thresholds/sources/ match their recorded checksums and, beside a checkout of the
     steering repository (../shared, as in CI), the originals: a changed design or seed fails here."""
