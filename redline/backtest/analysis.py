@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from redline.backtest.notifications import AlertmanagerConfig, Episode, Labels, Notification, simulate
+from redline.backtest.notifications import (
+    AlertmanagerConfig,
+    Episode,
+    Labels,
+    Notification,
+    labels_of,
+    simulate,
+)
 from redline.backtest.rules import CatalogueRules, Evaluated
 from redline.backtest.timeline import (
     Grid,
@@ -35,16 +41,15 @@ from redline.backtest.timeline import (
     firing_seconds,
     only_breaching,
 )
-from redline.generate.alerts import target_phrase
+from redline.generate.alerts import TARGET_AT_VALUE_WORDS, target_phrase
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import Slo, Threshold, breaches, format_duration, parse_duration
+from redline.receivers.ledger import RECEIVER_KINDS
 
-OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 MONTH = 30 * 86400
 WEEK = 7 * 86400
 FOR_LADDER = (60, 120, 300, 600, 900, 1800, 3600)  # seconds: the `for` values a suggestion may use
 QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
-PAGE_RECEIVERS = {"pager": "pages", "ticket": "tickets"}
 Progress = Callable[[str], None]
 
 
@@ -112,8 +117,7 @@ def alert_episodes(evaluated: Evaluated, firing: list[Series], grid: Grid) -> li
 
 def signal_labels(series: Series, evaluated: Evaluated) -> Labels:
     """The labels of the alert a signal series gives: its own, then the rule's, then alertname."""
-    merged = {**series.labels, **evaluated.alert.labels, "alertname": evaluated.alert.alert_name}
-    return tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+    return labels_of({**series.labels, **evaluated.alert.labels, "alertname": evaluated.alert.alert_name})
 
 
 def threshold_episodes(
@@ -172,7 +176,7 @@ def threshold_compliance(threshold: Threshold, signal: list[Series], grid: Grid)
         past = op
     else:
         past = ">=" if op in (">", ">=") else "<="
-    side = {">": "at most", ">=": "below", "<": "at least", "<=": "above"}[op]
+    side = TARGET_AT_VALUE_WORDS[op]
     phrase = f"{side} {format_value(unit, target)}" if unit == "boolean" else target_phrase(threshold)
     value_phrase = f"{side} {format_value(unit, threshold.value)}"
     return held(signal, past, target, phrase, grid), held(signal, op, threshold.value, value_phrase, grid)
@@ -271,7 +275,7 @@ def analyse(
     if suggest:
         for index, result in enumerate(results, 1):
             threshold = isinstance(result.evaluated.alert.source, Threshold)
-            if result.receiver in PAGE_RECEIVERS and threshold and result.signal:
+            if result.receiver in RECEIVER_KINDS and threshold and result.signal:
                 progress(f"{label}: suggestion {index}/{len(results)} {result.name} ({result.severity})")
                 result.suggestion = suggestion(result, episodes, grid, config, max_per_month)
     return CatalogueResult(label, results, notifications, [a.alert_name for a in rules.skipped])
@@ -299,8 +303,7 @@ def candidate_values(
     if threshold.unit == "boolean":
         return [documented]
     up = op in (">", ">=")
-    past = OPERATORS[op]
-    beyond = sorted(v for s in signal for v in s.values if past(v, documented))
+    beyond = sorted(v for s in signal for v in s.values if breaches(op, v, documented))
     if not beyond:
         return [documented]
     if not up:

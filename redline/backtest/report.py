@@ -27,6 +27,7 @@ from redline.backtest.plot import Line, svg
 from redline.backtest.timeline import Grid
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import Slo, Threshold, format_duration
+from redline.receivers.ledger import RECEIVER_KINDS
 
 VERSION = 1
 
@@ -237,7 +238,7 @@ def table(report: dict[str, Any]) -> str:
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
     for name, totals in report["receivers"].items():
-        kind = {"pager": "pages", "ticket": "tickets"}.get(name, "opened")
+        kind = RECEIVER_KINDS.get(name, "opened")
         lines.append(
             f"receiver {name}: {totals['opened']} {kind} ({totals['opened_per_week']:.1f}/week), "
             f"{totals['notifications']} notifications in all"
@@ -259,7 +260,7 @@ def compare_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"compare: {report['catalogue']} -> {c['catalogue']}: {c['gained']} gained, {c['lost']} lost"]
     for d in c["alerts"]:
         if d["gained"] or d["lost"] or d["base"] != d["other"]:
-            kind = {"pager": "pages", "ticket": "tickets"}.get(d["receiver"], "notifications")
+            kind = RECEIVER_KINDS.get(d["receiver"], "notifications")
             lines.append(
                 f"  {d['alert']} ({d['severity']}, {d['receiver']}): {kind} {d['base']} -> {d['other']} "
                 f"(+{d['gained']} gained, -{d['lost']} lost)"

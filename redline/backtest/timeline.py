@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from redline.backtest.notifications import Episode, Labels
+from redline.backtest.notifications import Episode, Labels, labels_of
 
 # Labels vmalert puts on ALERTS that Prometheus does not send to Alertmanager.
 VMALERT_LABELS = ("__name__", "alertstate", "alertgroup")
@@ -83,7 +83,7 @@ def episodes_from_runs(
 def alert_labels(series_labels: dict[str, str], drop: Iterable[str] = ()) -> Labels:
     """What Alertmanager receives: vmalert's own labels (and any in `drop`) removed."""
     skip = set(VMALERT_LABELS) | set(drop)
-    return tuple(sorted((k, v) for k, v in series_labels.items() if k not in skip and v != ""))
+    return labels_of({k: v for k, v in series_labels.items() if k not in skip})
 
 
 def episodes_from_firing(

@@ -8,6 +8,7 @@ with warning and critical levels becomes two Threshold objects with the same ale
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,14 +72,12 @@ def format_number(value: float) -> str:
     return f"{value:.12f}".rstrip("0").rstrip(".")
 
 
-def breaches(operator: str, value: float, threshold: float) -> bool:
-    """True when `value <operator> threshold` holds (the alerting side of a threshold)."""
-    return {
-        ">": value > threshold,
-        ">=": value >= threshold,
-        "<": value < threshold,
-        "<=": value <= threshold,
-    }[operator]
+_COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def breaches(op: str, value: float, threshold: float) -> bool:
+    """True when `value <op> threshold` holds (the alerting side of a threshold)."""
+    return bool(_COMPARISONS[op](value, threshold))
 
 
 @dataclass(frozen=True)
