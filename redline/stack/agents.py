@@ -195,11 +195,7 @@ def main(argv: list[str]) -> int:
     run_dir = args.run_dir.resolve()
     ctx, _ = load_context(run_dir)
     try:
-        inv = (
-            inventory.load(args.inventory)
-            if args.inventory or ctx.inventory_file is None
-            else (inventory.load(ctx.inventory_file))
-        )
+        inv = inventory.load(args.inventory or ctx.inventory_file)
         scale = ctx.scale if args.scale is None else args.scale
         folders = write(inv, args.names, args.out or run_dir / "agents", scale)
     except (inventory.InventoryError, ValueError, topology.TopologyError) as err:

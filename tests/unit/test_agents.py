@@ -210,3 +210,27 @@ def test_the_example_inventory_names_an_agent() -> None:
     assert [agent.kind for agent in example.agents] == ["vmagent"]
     (agent,) = example.agents
     assert all(address not in str(inventory.target_files(example, None)) for address in agent.scrape)
+
+
+def test_agent_config_follows_how_the_stack_was_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory_file = tmp_path / "inventory.yml"
+    inventory_file.write_text(SYSTEMS + AGENTS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "stack.yml").write_text(yaml.safe_dump({"scale": True, "inventory_file": str(inventory_file)}))
+    assert agents.main(["api-1", f"--run-dir={run_dir}"]) == 0
+    written = yaml.safe_load((run_dir / "agents" / "api-1" / "prometheus-agent.yml").read_text())
+    assert [rw["name"] for rw in written["remote_write"]] == list(storage.REPLICAS)  # --scale, from stack.yml
+    assert not (run_dir / "agents" / "gb-1").exists()
+    assert agents.main(["api-1", "--no-scale", f"--run-dir={run_dir}", f"--out={tmp_path / 'out'}"]) == 0
+    written = yaml.safe_load((tmp_path / "out" / "api-1" / "prometheus-agent.yml").read_text())
+    assert [rw["name"] for rw in written["remote_write"]] == ["prometheus"]
+    assert "api-1: " in capsys.readouterr().out
+    bad = tmp_path / "bad.yml"
+    bad.write_text(SYSTEMS + "agents: [{name: a, kind: vmagent, host: h, scrape: ['nowhere:1']}]\n")
+    assert agents.main([f"--inventory={bad}", f"--run-dir={run_dir}"]) == 2
+    err = capsys.readouterr().err.strip()
+    where = "redline agent-config: bad.yml: agents.0.scrape.0: "
+    assert err == where + "'nowhere:1' is not a scrape address of any system"
