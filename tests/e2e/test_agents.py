@@ -18,7 +18,9 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -133,6 +135,12 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
         ]
         scraped = {target["labels"].get("instance") for target in active}
         assert not scraped & set(standins.values()), "the stack scrapes an agent's target itself"
+
+        # the receiving end takes remote write only with the stack's credentials
+        anonymous = urllib.request.Request(f"{stack.url('prometheus')}/api/v1/write", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused_write:
+            urllib.request.urlopen(anonymous, timeout=5)
+        assert refused_write.value.code == 401
 
         stack.halt("prometheus")
         halted = time.time()
