@@ -1,6 +1,6 @@
 """Agents on other hosts, run for real: a vmagent and a Prometheus --agent started from the folders
 `redline agent-config` writes, each scraping a stand-in service (redline.testing.standin) that the
-inventory names, remote-writing into a running stack (`redline up --inventory`, its Prometheus only).
+inventory names, remote-writing into a running stack (`redline up --inventory --only ...`).
 
 - the stack does not scrape the agents' addresses itself; each series arrives once, with the job,
   instance, system and env labels the stack would have given it;
@@ -8,7 +8,9 @@ inventory names, remote-writing into a running stack (`redline up --inventory`, 
 - the stack's Prometheus stopped for REDLINE_AGENT_OUTAGE_S (default 60 s) and started again: each
   agent's on-disk buffer replays, and the store holds every sample scraped (the stand-in's request
   counter goes up by one per scrape, so its samples in the store must be 1, 2, ... N without a hole,
-  and `up` must have one sample more: the first scrape, before the counter had its /metrics child).
+  and `up` must have one sample more: the first scrape, before the counter had its /metrics child);
+- with `redline up --scale` (the replicas and the store only) the agents write into both replicas, and
+  the store keeps one series per target (the replicas' copies deduplicated), with the same labels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,7 @@ import yaml
 
 from redline import credentials, storage, topology
 from redline.stack import agents
+from redline.testing import scale_ha
 from redline.testing.processes import free_port, running, tool, wait_until
 from redline.testing.sandbox import Sandbox
 
@@ -73,7 +77,11 @@ def raw_samples(stack: Sandbox, selector: str, at: float, window: int = 900) -> 
     return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
 
 
-def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_path: Path) -> None:
+@contextmanager
+def agents_into(tmp_path: Path, services: list[str], scale: bool = False) -> Iterator[tuple[Sandbox, dict]]:
+    """Stand-ins, `redline up --inventory` with `services` only, and each agent running from the folder
+    `redline agent-config` wrote (after run.sh refused its password file at mode 0644); yields the
+    stack and the stand-ins' addresses by agent. Everything is stopped at the end."""
     stack = Sandbox()
     folder = tmp_path / "agents"
     listen = {name: f"127.0.0.1:{free_port()}" for name in AGENTS}
@@ -86,7 +94,8 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
         inventory_file = tmp_path / "inventory.yml"
         inventory_file.write_text(inventory_text(standins, folder, listen))
         stop.callback(stack.stop, keep=False)
-        up = stack.redline("up", "--only=prometheus", f"--inventory={inventory_file}")
+        mode = ["--scale"] if scale else []
+        up = stack.redline("up", f"--only={','.join(services)}", *mode, f"--inventory={inventory_file}")
         assert up.returncode == 0, up.stdout + up.stderr
 
         rendered = stack.redline("agent-config", f"--out={folder}", f"--run-dir={stack.run_dir}")
@@ -112,24 +121,31 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
             assert refused.returncode == 1 and "mode 644, want 600" in refused.stderr, refused.stderr
             copy.chmod(0o600)
             ready = f"http://{listen[name]}{READY[kind]}"
-            stop.enter_context(
-                running(script, ready, tmp_path / f"{name}.log", env={agents.BINARY_ENV: tool(BINARY[kind])})
-            )
+            binary = {agents.BINARY_ENV: tool(BINARY[kind])}
+            stop.enter_context(running(script, ready, tmp_path / f"{name}.log", env=binary))
+        yield stack, standins
 
+
+def expected_labels(name: str, address: str) -> dict[str, str]:
+    """The labels the stack would give the stand-in's request counter (job, instance, system, env)."""
+    _kind, system, env = AGENTS[name]
+    return {
+        "__name__": "standin_requests_total",
+        "path": "/metrics",
+        "job": topology.job_serving(system).name,
+        "instance": address,
+        "system": system,
+        "env": env,
+    }
+
+
+def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_path: Path) -> None:
+    with agents_into(tmp_path, ["prometheus"]) as (stack, standins):
         # every series of each agent's target, once, with the labels the stack would have given it
-        for name, (_kind, system, env) in AGENTS.items():
+        for name in AGENTS:
             selector = COUNTER.format(standins[name])
             rows = wait_until(lambda s=selector: stack.query(s), 60, what=f"{name}'s series in the store")
-            assert [row["metric"] for row in rows] == [
-                {
-                    "__name__": "standin_requests_total",
-                    "path": "/metrics",
-                    "job": topology.job_serving(system).name,
-                    "instance": standins[name],
-                    "system": system,
-                    "env": env,
-                }
-            ]
+            assert [row["metric"] for row in rows] == [expected_labels(name, standins[name])]
         active = stack.get_json(f"{stack.url('prometheus')}/api/v1/targets?state=active")["data"][
             "activeTargets"
         ]
@@ -167,3 +183,23 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
             scrape_s = storage.seconds(topology.job_serving(AGENTS[name][1]).interval or "")
             assert len(during) >= (OUTAGE_S - 2) / scrape_s, (name, len(during))
             print(f"{name}: {len(values)} samples stored, {len(during)} scraped while the stack was down")
+
+
+def test_with_scale_agents_write_into_both_replicas_and_the_store_keeps_one_series(tmp_path: Path) -> None:
+    replicas = list(storage.REPLICAS)
+    with agents_into(tmp_path, [*replicas, storage.LONG_TERM], scale=True) as (stack, standins):
+        for name, address in standins.items():
+            selector = COUNTER.format(address)
+            for replica in replicas:  # each replica has the series, without a replica label of its own
+                url = f"{stack.url(replica)}/api/v1/query?" + urllib.parse.urlencode({"query": selector})
+                rows = wait_until(
+                    lambda u=url: stack.get_json(u)["data"]["result"],
+                    60,
+                    what=f"{name}'s series in {replica}",
+                )
+                assert [row["metric"] for row in rows] == [expected_labels(name, address)], replica
+            # both replicas write it on; the store holds it once, with the stack's external label only
+            stored = wait_until(
+                lambda s=selector: scale_ha.store_series(stack, s), 60, what=f"{name}'s series in the store"
+            )
+            assert stored == [{**expected_labels(name, address), "stack": "redline"}]
