@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("redline.stack.runner", "show the native stack's processes and URLs"),
     "restart": ("redline.stack.runner", "stop and start one service of the native stack"),
     "targets": ("redline.stack.targets", "what Prometheus scrapes and probes, and whether each answers"),
+    "agent-config": (
+        "redline.stack.agents",
+        "write the config and command line of each agent (vmagent, Prometheus --agent) the inventory names",
+    ),
     "secrets": (
         "redline.stack.runner",
         "create the run folder's credentials without starting anything (docker compose reads them)",

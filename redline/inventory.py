@@ -20,18 +20,26 @@ it, `redline generate` the compose target files and the links; without an invent
         - env: production
           scrape: [pipeline-api.example.org:8000]
           database: {dsn_file: /etc/redline/pipeline.dsn}
+    agents:                     # optional: scraped on their own hosts, remote-written (docs/scale.md)
+      - name: gb-1
+        kind: vmagent           # or prometheus-agent
+        host: gb-1.example.org
+        scrape: [gb-1.example.org:9100]   # addresses of systems above: the stack no longer scrapes them
+    remote_write:               # optional: how agent hosts reach each Prometheus (default 127.0.0.1)
+      prometheus: https://prometheus-a.example.org
 
 Errors are one line naming the file, the entry and the field, as for the catalogue.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from redline import safe_yaml, topology
+from redline import safe_yaml, storage, topology
 from redline.paths import ROOT
 
 DEFAULT_PATH = ROOT / "inventory.yml"
@@ -40,6 +48,10 @@ LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 RESERVED_LABELS = ("job", "instance", "system", "env")  # set by redline, not by an entry's labels
 MONITORED = tuple(s for s in topology.SYSTEMS if s != "redline")  # the stack itself is not inventoried
 System = Literal[MONITORED]  # type: ignore[valid-type]
+Replica = Literal[tuple(storage.REPLICAS)]  # type: ignore[valid-type]
+BaseUrl = Annotated[str, Field(pattern=r"^https?://[^/]+$")]
+AGENT_DIR = "/var/lib/redline-agent"  # an agent's folder on its host: config, password file, buffer
+AGENT_LISTEN = f"127.0.0.1:{topology.endpoint('vmagent').port}"  # an agent's own port on its host
 
 
 class InventoryError(ValueError):
@@ -102,12 +114,48 @@ class Links(_Strict):
     runbook_base_url: str | None = Field(None, pattern=r"^https?://")
 
 
+class Agent(_Strict):
+    """A vmagent or Prometheus --agent on another host: scrapes some of the systems' addresses there and
+    remote-writes them into the stack with an on-disk buffer (`redline agent-config`, docs/scale.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="its folder and file names")
+    kind: Literal["vmagent", "prometheus-agent"]
+    host: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$", description="the host it runs on")
+    scrape: list[Annotated[str, Field(pattern=ADDRESS_PATTERN)]] = Field(
+        min_length=1, description="scrape addresses of `systems` it scrapes (the stack then does not)"
+    )
+    dir: str = Field(AGENT_DIR, pattern=r"^/", description="its folder there: config, password, buffer")
+    listen: str = Field(AGENT_LISTEN, pattern=ADDRESS_PATTERN, description="its own HTTP port there")
+
+
 class Inventory(_Strict):
     """inventory.yml: the monitored systems' real services."""
 
     demo: bool = Field(False, description="also run the demo's simulated systems")
     links: Links = Links(grafana_url=None, runbook_base_url=None)
     systems: dict[System, list[Environment]] = Field(default_factory=dict)
+    agents: list[Agent] = Field(default_factory=list)
+    remote_write: dict[Replica, BaseUrl] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="base URL at which the agents' hosts reach each Prometheus (a TLS proxy or tunnel in "
+        "front of its 127.0.0.1 port); default http://127.0.0.1:PORT, for an agent on the stack's host",
+    )
+
+    @model_validator(mode="after")
+    def _agents(self) -> Inventory:
+        scraped = {a for envs in self.systems.values() for e in envs for a in e.scrape}
+        owner: dict[str, str] = {}
+        for index, agent in enumerate(self.agents):
+            if any(other.name == agent.name for other in self.agents[:index]):
+                raise ValueError(f"agents.{index}.name: {agent.name!r} is the name of an earlier agent")
+            for position, address in enumerate(agent.scrape):
+                where = f"agents.{index}.scrape.{position}"
+                if address not in scraped:
+                    raise ValueError(f"{where}: {address!r} is not a scrape address of any system")
+                if address in owner:
+                    raise ValueError(f"{where}: {address!r} is scraped by agent {owner[address]!r} already")
+                owner[address] = agent.name
+        return self
 
     @model_validator(mode="after")
     def _one_database(self) -> Inventory:
@@ -141,8 +189,12 @@ def load(path: Path | None = None) -> Inventory:
         return Inventory.model_validate(data if data is not None else {})
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"] if part != "[key]") or "(file)"
+        where = ".".join(str(part) for part in first["loc"] if part != "[key]")
         message = first["msg"].removeprefix("Value error, ")
+        if not where:  # a check across entries names the entry and field itself: "agents.0.scrape.1: ..."
+            found = re.match(r"^([\w.\-]+): (.+)$", message)
+            where, message = (found.group(1), found.group(2)) if found else ("(file)", message)
+            raise InventoryError(path.name, where, message) from None
         raise InventoryError(path.name, where, f"{message}, got {_short(first.get('input'))}") from None
 
 
@@ -151,22 +203,38 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def target_files(inventory: Inventory, prober: str | None) -> dict[str, list[dict]]:
-    """file_sd groups of the inventory's services, by target file stem (as topology.target_files gives)."""
+def scrape_groups(inventory: Inventory, agent: str | None = None) -> list[tuple[topology.Job, dict]]:
+    """(scrape job, target group) of the inventory's scrape addresses: those the stack's Prometheus
+    scrapes (agent None) or those the named agent scrapes, each with the labels the other would give."""
     jobs = {job.name: job for job in topology.JOBS}
-    files: dict[str, list[dict]] = {}
+    owner = {address: a.name for a in inventory.agents for address in a.scrape}
+    found = []
     for system, environments in inventory.systems.items():
         for environment in environments:
-            labels = {
-                "system": system,
-                **({"env": environment.env} if environment.env else {}),
-                **environment.labels,
-            }
-            if environment.scrape:
-                job = jobs[environment.job] if environment.job else topology.job_serving(system)
-                extra = {"__scheme__": environment.scheme, "__metrics_path__": environment.metrics_path}
-                group = {"targets": list(environment.scrape), "labels": labels | _non_default(extra)}
-                files.setdefault(job.target_file, []).append(group)
+            targets = [address for address in environment.scrape if owner.get(address) == agent]
+            if not targets:
+                continue
+            job = jobs[environment.job] if environment.job else topology.job_serving(system)
+            extra = {"__scheme__": environment.scheme, "__metrics_path__": environment.metrics_path}
+            found.append(
+                (job, {"targets": targets, "labels": _labels(system, environment) | _non_default(extra)})
+            )
+    return found
+
+
+def _labels(system: str, environment: Environment) -> dict[str, str]:
+    return {"system": system, **({"env": environment.env} if environment.env else {}), **environment.labels}
+
+
+def target_files(inventory: Inventory, prober: str | None) -> dict[str, list[dict]]:
+    """file_sd groups of the inventory's services, by target file stem (as topology.target_files gives);
+    without the addresses its agents scrape, which reach the stack by remote write instead."""
+    files: dict[str, list[dict]] = {}
+    for job, group in scrape_groups(inventory):
+        files.setdefault(job.target_file, []).append(group)
+    for system, environments in inventory.systems.items():
+        for environment in environments:
+            labels = _labels(system, environment)
             if environment.probes and prober is not None:
                 probe_labels = labels | {"__blackbox_address__": prober}
                 files.setdefault("probes", []).append(

@@ -39,13 +39,25 @@ LONG_TERM = "victoria-metrics"  # the endpoint of the long-term store
 # Remote write from each replica: small batches sent at least every second, so the store is seconds behind;
 # a queue that keeps retrying (with backoff up to 5 s) while the store is away. Prometheus keeps reading
 # its WAL for what is not yet sent, so an outage shorter than the WAL's two hours loses nothing.
-REMOTE_WRITE_QUEUE = {
+REMOTE_WRITE_QUEUE: dict[str, int | str] = {
     "capacity": 10000,
     "max_samples_per_send": 2000,
     "batch_send_deadline": "1s",
     "min_backoff": "100ms",
     "max_backoff": "5s",
 }
+
+# Agents on other hosts (`redline agent-config`, docs/scale.md): what each keeps on its disk while the
+# stack cannot be reached, and is sent once it answers again.
+AGENT_BUFFER_SIZE = "1GB"  # vmagent: -remoteWrite.maxDiskUsagePerURL (beyond it the oldest data goes)
+AGENT_BUFFER_TIME = "6h"  # Prometheus --agent: --storage.agent.retention.max-time of its WAL
+
+
+def receivers(scale: bool) -> tuple[str, ...]:
+    """The Prometheus services that receive remote-written samples (OTLP through vmagent, the agents):
+    with the HA pair both replicas, so both evaluate every rule over the same data, and the store gets
+    them through the replicas' own remote write, deduplicated like scraped series."""
+    return tuple(REPLICAS) if scale else ("prometheus",)
 
 
 def seconds(duration: str) -> float:

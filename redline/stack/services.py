@@ -239,7 +239,7 @@ def _vmagent_remote_write(ctx: Context) -> list[str]:
     stack's password file (vmagent reads `file://` flag values)."""
     password = ctx.secret(credentials.WEB_PASSWORD_FILE)
     flags = [f"-httpAuth.username={credentials.USER}", f"-httpAuth.password=file://{password}"]
-    for name in storage.REPLICAS if ctx.scale else ("prometheus",):
+    for name in storage.receivers(ctx.scale):
         flags += [
             f"-remoteWrite.url={ctx.url(name)}/api/v1/write",
             f"-remoteWrite.basicAuth.username={credentials.USER}",

@@ -36,6 +36,7 @@ HA_ENV = {"COMPOSE_PROFILES": "ha", "REDLINE_ALERTMANAGER_TARGETS": "./prometheu
 SCALE_ENV = {  # .env.example's scale lines
     "COMPOSE_PROFILES": "ha,scale",
     "REDLINE_PROMETHEUS_CONFIG": "prometheus-scale.yml",
+    "REDLINE_COLLECTOR_CONFIG": "config-scale.yml",
     "REDLINE_TARGETS": "./prometheus/targets/compose/scale",
     "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/scale",
 }
@@ -185,6 +186,8 @@ def test_scale_replicas_read_the_rendered_scale_config_and_targets() -> None:
         alerting = f"{PurePosixPath(config).parent}/targets/alertmanagers.yml"
         assert host_path(svc[name], alerting) == ROOT / "prometheus/targets/compose/scale/alertmanagers.yml"
     assert host_path(svc["victoria-metrics"], "/etc/secrets/web-password") == "volume:stack-secrets"
+    otel = svc["otel-collector"]  # exports into both replicas (tests/unit/test_otlp_labels.py reads it)
+    assert host_path(otel, flag(otel, "config")) == ROOT / "otel-collector" / "config-scale.yml"
 
 
 def test_mounted_configs_are_the_repo_files_the_native_stack_uses() -> None:
@@ -421,14 +424,21 @@ def test_prometheus_flags_for_reload_otlp_and_retention() -> None:
     assert flag(services()["prometheus"], "storage.tsdb.path") == "/prometheus"
 
 
-def test_otel_collector_forwards_otlp_to_prometheus() -> None:
-    config = yaml.safe_load((ROOT / "otel-collector" / "config.yml").read_text())
+@pytest.mark.parametrize(("profile", "file"), [("default", "config.yml"), ("scale", "config-scale.yml")])
+def test_otel_collector_forwards_otlp_to_prometheus(profile: str, file: str) -> None:
+    otel = services(profile)["otel-collector"]
+    assert host_path(otel, flag(otel, "config")) == ROOT / "otel-collector" / file
+    config = yaml.safe_load((ROOT / "otel-collector" / file).read_text())
     protocols = config["receivers"]["otlp"]["protocols"]
     endpoints = {protocols["grpc"]["endpoint"], protocols["http"]["endpoint"]}
-    published = {int(p["target"]) for p in services()["otel-collector"]["ports"]}
+    published = {int(p["target"]) for p in otel["ports"]}
     assert {int(e.rsplit(":", 1)[1]) for e in endpoints} == published == {4317, 4318}
-    exporter = config["exporters"]["otlphttp/prometheus"]
-    assert exporter["metrics_endpoint"] == "http://prometheus:9090/api/v1/otlp/v1/metrics"
+    exporters = {name: e["metrics_endpoint"] for name, e in config["exporters"].items()}
+    # into each Prometheus of the profile, at its compose address, which must be a service of it
+    replicas = ["prometheus", "prometheus-2"] if profile == "scale" else ["prometheus"]
+    assert exporters == {f"otlphttp/{r}": f"http://{r}:9090/api/v1/otlp/v1/metrics" for r in replicas}
+    assert set(replicas) <= set(services(profile))
+    assert "--web.enable-otlp-receiver" in services(profile)[replicas[-1]]["command"]
     for pipeline in config["service"]["pipelines"].values():
         for kind in ("receivers", "processors", "exporters"):
             for component in pipeline.get(kind, []):
@@ -544,8 +554,9 @@ def test_every_authenticating_service_reads_the_stack_secrets_volume_through_its
     assert files == {"../secrets/web-password"}
     resolved = posixpath.normpath(posixpath.join("/etc/prometheus", files.pop()))
     assert host_path(services()["prometheus"], resolved) == "volume:stack-secrets"
-    collector = (ROOT / "otel-collector" / "config.yml").read_text()
-    assert collector.count("${file:/etc/secrets/web-password}") == 2
+    for file in ("config.yml", "config-scale.yml"):
+        collector = (ROOT / "otel-collector" / file).read_text()
+        assert collector.count("${file:/etc/secrets/web-password}") == 2, file
 
 
 def _basic_auths(node: Any) -> list[dict]:

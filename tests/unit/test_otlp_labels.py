@@ -22,8 +22,8 @@ def expected() -> dict[str, list[str]]:
     return {label: list(attributes) for label, attributes in topology.OTLP_LABELS}
 
 
-def collector_config() -> dict:
-    return yaml.safe_load((ROOT / "otel-collector" / "config.yml").read_text())
+def collector_config(name: str = "config.yml") -> dict:
+    return yaml.safe_load((ROOT / "otel-collector" / name).read_text())
 
 
 def test_the_collector_pipeline_maps_labels_before_batching() -> None:
@@ -31,6 +31,23 @@ def test_the_collector_pipeline_maps_labels_before_batching() -> None:
     pipeline = config["service"]["pipelines"]["metrics"]
     assert pipeline["processors"] == ["memory_limiter", "transform/redline-labels", "batch"]
     assert pipeline["exporters"] == ["otlphttp/prometheus"]
+
+
+def test_the_scale_collector_feeds_both_replicas_through_the_same_processors() -> None:
+    single, scale = collector_config(), collector_config("config-scale.yml")
+    pipeline = scale["service"]["pipelines"]["metrics"]
+    assert pipeline["exporters"] == ["otlphttp/prometheus", "otlphttp/prometheus-2"]
+    endpoints = {name: e["metrics_endpoint"] for name, e in scale["exporters"].items()}
+    assert endpoints == {
+        "otlphttp/prometheus": "http://prometheus:9090/api/v1/otlp/v1/metrics",
+        "otlphttp/prometheus-2": "http://prometheus-2:9090/api/v1/otlp/v1/metrics",
+    }
+    # the two exporters alike but for the address (auth, retry, queue), and everything else config.yml's
+    first, second = (dict(e, metrics_endpoint="") for e in scale["exporters"].values())
+    assert first == second == dict(single["exporters"]["otlphttp/prometheus"], metrics_endpoint="")
+    assert pipeline["processors"] == single["service"]["pipelines"]["metrics"]["processors"]
+    for section in ("receivers", "processors", "extensions"):
+        assert scale[section] == single[section], section
 
 
 def test_the_collector_and_vmagent_apply_the_topology_mapping() -> None:

@@ -8,19 +8,27 @@
   rest of the file is kept by hand): the same copies as data point attributes, which Prometheus' OTLP
   receiver turns into labels. `service.namespace` is removed from the resource afterwards, since
   Prometheus would otherwise prefix the job with it ("namespace/name") and the two stacks would differ.
+- `otel-collector/config-scale.yml`: the Collector of compose's profile `scale`, config.yml exporting into
+  both HA replicas (redline/storage.py receivers), as vmagent does natively; everything else, the
+  mapping processors included, is config.yml's.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 
-from redline import topology
+import yaml
+
+from redline import storage, topology
 from redline.generate.model import Catalogue
-from redline.generate.render.common import TOPOLOGY, header, replace_block, yaml_dump
+from redline.generate.render.common import TOPOLOGY, RenderError, header, replace_block, yaml_dump
 from redline.paths import ROOT
 
 RELABEL_PATH = "prometheus/vmagent-relabel.yml"
 COLLECTOR_PATH = "otel-collector/config.yml"
+COLLECTOR_SCALE_PATH = "otel-collector/config-scale.yml"
+EXPORTER = "otlphttp/{}"  # the Collector's exporter into the Prometheus service {} (config.yml: prometheus)
 PROCESSOR = "transform/redline-labels"
 BEGIN = "  # BEGIN GENERATED otlp-labels"
 END = "  # END GENERATED otlp-labels"
@@ -80,11 +88,45 @@ def collector_block() -> str:
     return "\n".join(lines)
 
 
+def scale_collector(config_yml: str) -> dict:
+    """config.yml (its text) exporting into every replica: its exporter into `prometheus` copied once per
+    receiving service with that service's compose address, every pipeline exporting to all of them."""
+    config = yaml.safe_load(config_yml)
+    exporters = config["exporters"]
+    first = exporters.pop(EXPORTER.format("prometheus"))
+    single = topology.compose_address(topology.endpoint("prometheus"))
+    if f"//{single}/" not in first["metrics_endpoint"]:
+        raise RenderError(f"{COLLECTOR_PATH}: {EXPORTER.format('prometheus')} does not export to {single}")
+    names = []
+    for service in storage.receivers(scale=True):
+        exporter = copy.deepcopy(first)
+        address = topology.compose_address(topology.endpoint(service))
+        exporter["metrics_endpoint"] = first["metrics_endpoint"].replace(f"//{single}/", f"//{address}/")
+        exporters[EXPORTER.format(service)] = exporter
+        names.append(EXPORTER.format(service))
+    for pipeline in config["service"]["pipelines"].values():
+        pipeline["exporters"] = [
+            e for e in pipeline["exporters"] if e != EXPORTER.format("prometheus")
+        ] + names
+    return config
+
+
+def render_scale_collector(config_yml: str) -> str:
+    return (
+        header("#", [COLLECTOR_PATH, "redline/storage.py"], change=COLLECTOR_PATH)
+        + "# The OpenTelemetry Collector of compose's profile `scale` (docs/scale.md): config.yml exporting\n"
+        + "# into both HA replicas, so both evaluate every rule over the pushed series too.\n"
+        + yaml_dump(scale_collector(config_yml))
+    )
+
+
 def render_otlp_labels(catalogue: Catalogue) -> dict[str, str]:
-    """Renderer: the vmagent relabel file and the Collector config with its mapping block replaced."""
+    """Renderer: the vmagent relabel file, the Collector config with its mapping block replaced, and the
+    scale profile's Collector config from it."""
     files = {RELABEL_PATH: render_relabel()}
     config = ROOT / COLLECTOR_PATH
     if config.is_file():
         block = collector_block()
         files[COLLECTOR_PATH] = replace_block(config, COLLECTOR_PATH, BEGIN, END, block, "otlp-labels block")
+        files[COLLECTOR_SCALE_PATH] = render_scale_collector(files[COLLECTOR_PATH])
     return files
