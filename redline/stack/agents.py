@@ -26,6 +26,7 @@ from redline import credentials, inventory, storage, topology
 from redline.argtypes import add_run_dir
 from redline.inventory import Agent, Inventory
 from redline.paths import PROMETHEUS
+from redline.stack import vmagent
 from redline.stack.rundir import load_context
 
 RUN_SCRIPT = "run.sh"
@@ -108,22 +109,10 @@ def command(agent: Agent, urls: list[str]) -> list[str]:
         f"-promscrape.config={folder}/{CONFIG[agent.kind]}",
         f"-remoteWrite.tmpDataPath={folder}/{BUFFER}",
         f"-httpListenAddr={agent.listen}",
-        f"-httpAuth.username={credentials.USER}",
-        f"-httpAuth.password=file://{password}",
+        *vmagent.auth_flags(password),
+        *vmagent.remote_write_flags(urls, password),
     ]
-    for url in urls:  # vmagent's per-URL flags pair up by position
-        args += [
-            f"-remoteWrite.url={url}",
-            f"-remoteWrite.basicAuth.username={credentials.USER}",
-            f"-remoteWrite.basicAuth.passwordFile={password}",
-            f"-remoteWrite.maxDiskUsagePerURL={storage.AGENT_BUFFER_SIZE}",
-            # one sender per URL: Prometheus refuses a sample older than the series' last one, and
-            # parallel senders replaying the buffer would deliver blocks out of order
-            "-remoteWrite.queues=1",
-            # retry at least this often, as the HA replicas do (the default backs off to a minute)
-            f"-remoteWrite.retryMaxInterval={storage.REMOTE_WRITE_QUEUE['max_backoff']}",
-            "-remoteWrite.forcePromProto=true",  # Prometheus' receiver speaks only its own protocol
-        ]
+    args += [f"-remoteWrite.maxDiskUsagePerURL={storage.AGENT_BUFFER_SIZE}" for _ in urls]
     return args
 
 

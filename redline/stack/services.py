@@ -18,6 +18,7 @@ from redline import credentials, storage, tools, topology
 from redline.inventory import DEMO, Inventory
 from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
 from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
+from redline.stack import vmagent
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
@@ -237,15 +238,9 @@ def _vmagent_remote_write(ctx: Context) -> list[str]:
     sample, so both evaluate the same rules over the same data); each URL with the stack's basic auth,
     and basic auth on vmagent's own endpoints (import, OTLP, /metrics; /health stays open), all with the
     stack's password file (vmagent reads `file://` flag values)."""
-    password = ctx.secret(credentials.WEB_PASSWORD_FILE)
-    flags = [f"-httpAuth.username={credentials.USER}", f"-httpAuth.password=file://{password}"]
-    for name in storage.receivers(ctx.scale):
-        flags += [
-            f"-remoteWrite.url={ctx.url(name)}/api/v1/write",
-            f"-remoteWrite.basicAuth.username={credentials.USER}",
-            f"-remoteWrite.basicAuth.passwordFile={password}",
-        ]
-    return flags
+    password = str(ctx.secret(credentials.WEB_PASSWORD_FILE))
+    urls = [f"{ctx.url(name)}/api/v1/write" for name in storage.receivers(ctx.scale)]
+    return vmagent.auth_flags(password) + vmagent.remote_write_flags(urls, password)
 
 
 def _pg_env(ctx: Context) -> dict[str, str]:
