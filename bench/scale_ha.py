@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common import run  # bench/common.py; puts the repository on sys.path
 
-from redline import storage
+from redline import durations, storage
 from redline.testing import scale_ha
 from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
@@ -96,14 +96,14 @@ def main() -> int:
             for index in range(args.runs):
                 victim = scale_ha.REPLICAS[index % 2]
                 kill_after = 1.0 + 2.0 * (index % 3)
-                result = scale_ha.kill_round(stack, victim, kill_after, storage.seconds(GROUP_TIMER) + 3)
+                result = scale_ha.kill_round(stack, victim, kill_after, durations.seconds(GROUP_TIMER) + 3)
                 rounds.append(result)
                 print(f"    run {index + 1}: {result}", flush=True)
             late = []
             for index in range(args.late_restarts):
                 victim = scale_ha.REPLICAS[index % 2]
                 result = scale_ha.kill_round(
-                    stack, victim, 3.0, storage.seconds(GROUP_TIMER) + 3, restart_before_resolve=False
+                    stack, victim, 3.0, durations.seconds(GROUP_TIMER) + 3, restart_before_resolve=False
                 )
                 late.append(result)
                 print(f"    late restart {index + 1}: {result}", flush=True)

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 from common import free_port, run, tool, wait  # bench/common.py; puts the repository on sys.path
 
-from redline import storage
+from redline import durations, storage
 from redline.testing.processes import running
 
 TARGETS = 100
@@ -209,7 +209,7 @@ SLO = "1 - sum(increase(bench_errors_total[30d])) / sum(increase(bench_requests_
 
 def slo_query(targets: int, step: str, tmp: Path) -> dict[str, Any]:
     """30 days of two counters per target at `step`, in both stores; the budget query timed in each."""
-    step_s = int(storage.seconds(step))
+    step_s = int(durations.seconds(step))
     end = int(time.time()) // step_s * step_s
     start = end - 30 * 86400
     rng = random.Random(7)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from redline import credentials, topology
+from redline import credentials, durations, topology
 
 # Prometheus' local store: long enough for the alerts' windows and a fortnight of incident review.
 PROMETHEUS_RETENTION_TIME = "15d"
@@ -60,21 +60,11 @@ def receivers(scale: bool) -> tuple[str, ...]:
     return tuple(REPLICAS) if scale else ("prometheus",)
 
 
-def seconds(duration: str) -> float:
-    """A Prometheus duration of one unit ('500ms', '1s', '5m', '2h', '15d') in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    for unit in sorted(units, key=len, reverse=True):
-        number = duration.removesuffix(unit)
-        if number != duration and number.isdigit():
-            return int(number) * units[unit]
-    raise ValueError(f"not a duration: {duration!r}")
-
-
 def dedup_interval() -> str:
     """-dedup.minScrapeInterval: the shortest scrape interval of any job, so that the two replicas'
     samples of the fastest series collapse into one per interval and no job loses resolution."""
     intervals = [job.interval or topology.SCRAPE_INTERVAL for job in topology.JOBS]
-    return min(intervals, key=seconds)
+    return min(intervals, key=durations.seconds)
 
 
 def scale_config(base: dict[str, Any], long_term_address: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redline import safe_yaml
+from redline import durations, safe_yaml
 
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs: hashable, one alert's identity
 
@@ -54,8 +54,6 @@ UNSUPPORTED_ROUTE_FIELDS = ("mute_time_intervals", "active_time_intervals")
 RESEND_DELAY = 60.0
 RESOLVED_RETENTION = 15 * 60.0
 
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _MATCHER_RE = re.compile(
     r"""\s*([a-zA-Z_][a-zA-Z0-9_]*|"(?:[^"\\]|\\.)*")\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^,}]*?)\s*(?:,|$)"""
 )
@@ -72,12 +70,12 @@ def labels_of(mapping: Mapping[str, str]) -> Labels:
 
 def parse_duration(text: object, where: str) -> float:
     """Seconds in an Alertmanager duration ('30s', '1h30m', '500ms', '0')."""
-    match = _DURATION_RE.match(str(text)) if isinstance(text, str | int) else None
     if text == 0 or text == "0":
         return 0.0
-    if not match or not any(match.groups()):
-        raise ConfigError(f"{where}: {text!r} is not a duration like 30s, 5m, 4h, 500ms")
-    return float(sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g))
+    try:
+        return float(durations.seconds(text))  # type: ignore[arg-type]  # anything else is refused below
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a duration like 30s, 5m, 4h, 500ms") from None
 
 
 # ----- matchers -------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from redline import durations
+from redline.durations import format_duration
 from redline.generate.promql import PromqlNameError, metric_names
 from redline.inventory import DEMO, Inventory
 
@@ -27,7 +29,6 @@ UNITS = ("seconds", "bytes", "ratio", "count", "fps", "multiplier", "boolean")
 FIXTURE_KINDS = ("linear", "baseline", "always")
 DURATION_PATTERN = r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_DURATION_UNITS = (604800, 86400, 3600, 60, 1)
 # Range windows of a PromQL expression over the present ([5m]; subquery steps are not windows, and a
 # window moved back with `offset` reads history, not the breach).
 _RANGE_RE = re.compile(r"\[(\d+[smhdw](?:\d+[smhdw])*)(?::[^\]]*)?\](?!\s*offset)")
@@ -36,23 +37,10 @@ _RATE_RANGE_RE = re.compile(r"\b(?:rate|increase)\s*\([^()\[]*\[(\d+[smhdw](?:\d
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in a Prometheus duration such as '5m' or '1h30m'; ValueError when it is not one."""
-    match = _DURATION_RE.match(text) if isinstance(text, str) and text else None
-    if not match or not any(match.groups()):
+    """Seconds in a catalogue duration such as '5m' or '1h30m'; ValueError when it is not one."""
+    if not isinstance(text, str) or not _DURATION_RE.match(text):
         raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 1d")
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
-
-
-def format_duration(seconds: int) -> str:
-    """The shortest Prometheus duration string for a number of seconds ('90s' -> '1m30s')."""
-    if seconds == 0:
-        return "0s"
-    parts = []
-    for unit, suffix in zip(_DURATION_UNITS, "wdhms", strict=True):
-        count, seconds = divmod(seconds, unit)
-        if count:
-            parts.append(f"{count}{suffix}")
-    return "".join(parts)
+    return int(durations.seconds(text))
 
 
 def format_le(value: float) -> str:

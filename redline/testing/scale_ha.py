@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from redline import storage
+from redline import durations, storage
 from redline.testing.processes import http_get, wait_until
 from redline.testing.sandbox import Sandbox
 
@@ -28,7 +28,7 @@ REPLICAS = list(storage.REPLICAS)  # prometheus (A), prometheus-2 (B)
 INCIDENT = ("qerrors", "down")  # the demo fault of the incident
 ALERT = "QerrorsDown"  # what it pages, one group per env (alertmanager.yml groups by alertname, system, env)
 INCIDENT_SERIES = 'up{job="qerrors"}'  # the incident's series in the long-term store
-DEDUP_S = storage.seconds(storage.dedup_interval())
+DEDUP_S = durations.seconds(storage.dedup_interval())
 
 
 def vm_get(sandbox: Sandbox, path: str, **params: Any) -> str:

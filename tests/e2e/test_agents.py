@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redline import credentials, storage, topology
+from redline import credentials, durations, storage, topology
 from redline.stack import agents
 from redline.testing import scale_ha
 from redline.testing.processes import free_port, running, tool, wait_until
@@ -180,7 +180,7 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
             assert values == [float(n) for n in range(1, len(values) + 1)], (name, values)
             assert len(raw_samples(stack, up, horizon)) == len(values) + 1
             during = [t for t, _ in samples if halted < t < restarted]
-            scrape_s = storage.seconds(topology.job_serving(AGENTS[name][1]).interval or "")
+            scrape_s = durations.seconds(topology.job_serving(AGENTS[name][1]).interval or "")
             assert len(during) >= (OUTAGE_S - 2) / scrape_s, (name, len(during))
             print(f"{name}: {len(values)} samples stored, {len(during)} scraped while the stack was down")
 

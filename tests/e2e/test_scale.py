@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from redline import storage, topology
+from redline import durations, storage, topology
 from redline.testing import scale_ha
 from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 KILL_RUNS = int(os.environ.get("REDLINE_SCALE_KILL_RUNS", "2"))
 OUTAGE_S = float(os.environ.get("REDLINE_SCALE_OUTAGE_S", "20"))
 GROUP_TIMER = "5s"
-DUP_WINDOW = storage.seconds(GROUP_TIMER) + 3  # a duplicate would come at the group's next flush
+DUP_WINDOW = durations.seconds(GROUP_TIMER) + 3  # a duplicate would come at the group's next flush
 FAST_JOBS = [job.name for job in topology.JOBS if job.interval == storage.dedup_interval()]
 
 

@@ -22,6 +22,7 @@ PACKAGE = ROOT / "redline"
 LAYERS: list[tuple[str, ...]] = [
     (
         "redline.paths",
+        "redline.durations",
         "redline.topology",
         "redline.safe_yaml",
         "redline.tools",

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from redline import storage, topology
+from redline import durations, storage, topology
 from redline.paths import ROOT
 from redline.stack import services as stack
 
@@ -24,19 +23,8 @@ def _command(name: str, scale: bool = True) -> list[str]:
 
 
 def test_dedup_interval_is_the_shortest_scrape_interval() -> None:
-    shortest = min((job.interval or topology.SCRAPE_INTERVAL for job in topology.JOBS), key=storage.seconds)
+    shortest = min((job.interval or topology.SCRAPE_INTERVAL for job in topology.JOBS), key=durations.seconds)
     assert storage.dedup_interval() == shortest == "1s"
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("1s", 1), ("5m", 300), ("400d", 400 * 86400)])
-def test_seconds(text: str, seconds: float) -> None:
-    assert storage.seconds(text) == seconds
-
-
-def test_seconds_refuses_what_is_not_one_duration() -> None:
-    for text in ("", "1", "1h30m", "s", "-1s"):
-        with pytest.raises(ValueError, match="not a duration"):
-            storage.seconds(text)
 
 
 def test_scale_config_labels_the_replica_and_drops_it_from_alerts_and_the_store() -> None:
