@@ -35,6 +35,11 @@ from redline.generate.promql import PromqlNameError, metric_names
 
 GROUP_ERROR_RE = re.compile(r'group "e(\d+)", rule \d+, "[^"]*": (.*)')
 RANGE_RE = re.compile(r"\[(\d+[smhdw])\]")
+# Alertmanager groups notifications and inhibits alerts by these labels (alertmanager.yml's group_by and
+# its inhibit rules' `equal`): a signal that aggregates one of them away puts a staging breach in the
+# production page and lets one environment's *Down mute the other's alerts.
+ROUTING_LABELS = ("system", "env")
+_AGGREGATION_RE = re.compile(r"\b(by|without)\s*\(([^)]*)\)")
 
 
 def validate(catalogue: Catalogue) -> None:
@@ -179,6 +184,7 @@ def _check_threshold(
     metric: MetricSpec,
     record_owner: dict[str, tuple[str, str]],
 ) -> None:
+    _check_keeps_routing_labels(system, item)
     interval = catalogue.settings.test_interval
     for window in RANGE_RE.findall(item.signal):
         if parse_duration(window) < 2 * parse_duration(interval):
@@ -198,6 +204,20 @@ def _check_threshold(
     if metric.type == "histogram" and item.unit == "seconds":
         for field_name, number in (("value", item.value), ("target", item.target)):
             _check_bucket(system, item.id, field_name, number, metric)
+
+
+def _check_keeps_routing_labels(system: System, item: Threshold) -> None:
+    for keyword, clause in _AGGREGATION_RE.findall(item.signal):
+        labels = {label.strip() for label in clause.split(",")}
+        lost = [label for label in ROUTING_LABELS if (label in labels) == (keyword == "without")]
+        if lost:
+            raise CatalogueError(
+                system.file,
+                item.id,
+                "signal",
+                f"{keyword} ({clause}) aggregates away {', '.join(lost)}, which Alertmanager groups and "
+                "inhibits by (alertmanager.yml): keep it in every by (...)",
+            )
 
 
 def _check_slo(system: System, slo: Slo, metric: MetricSpec) -> None:

@@ -9,10 +9,11 @@ import sys
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from redline.generate import cli
 from redline.generate.load import CatalogueError, load_catalogue
-from redline.generate.validate import validate
+from redline.generate.validate import ROUTING_LABELS, validate
 from redline.paths import ROOT
 from redline.testing.catalogue import changed_catalogue, entry
 
@@ -138,7 +139,7 @@ CASES = [
     ),
     (
         "pipeline.yml",
-        _set("postgres", "signal", 'min by (system, job, instance) ({__name__=~"up|pg_.+", job="postgres"})'),
+        _set("postgres", "signal", 'min by (system, env, instance) ({__name__=~"up|pg_.+", job="postgres"})'),
         "postgres",
         "signal",
         "is not a list of metric names",
@@ -223,3 +224,10 @@ def test_bad_for_override_is_a_usage_error(tmp_path, capsys, override):
     assert cli.main(["generate", "--out", str(tmp_path / "o"), "--for-override", override]) == 2
     assert "--for-override" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_routing_labels_are_what_alertmanager_groups_and_inhibits_by() -> None:
+    """validate.ROUTING_LABELS keeps alertmanager.yml's grouping and its *Down inhibition whole."""
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    assert set(ROUTING_LABELS) <= set(config["route"]["group_by"])
+    assert any(set(rule["equal"]) == set(ROUTING_LABELS) for rule in config["inhibit_rules"])
