@@ -28,15 +28,15 @@ _TYPES = {
     "unknown": ("untyped", ""),
 }
 # Samples only OpenMetrics has a place for; generate_latest() moves them into gauges after the family.
-_OPENMETRICS_ONLY = ("_created", "_gcount", "_gsum")  # in the sorted order of its output
+_OPENMETRICS_ONLY = ("_created", "_gcount", "_gsum")
 _GO_SPECIAL = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
 
 class _Family(NamedTuple):
-    """A family's rendered header, and the names of its OpenMetrics-only samples with their own header."""
+    """A family's rendered header, and the headers of the gauges its OpenMetrics-only samples move to."""
 
     header: str
-    moved: dict[str, tuple[int, str]]  # sample name -> (its position in _OPENMETRICS_ONLY, gauge header)
+    moved: dict[str, str]  # suffix -> gauge header, filled when first needed (most families have none)
 
 
 def go_float(value: Any) -> str:
@@ -46,7 +46,8 @@ def go_float(value: Any) -> str:
 
 
 def _go_repr(text: str) -> str:
-    """The Go form of a float's Python repr (`render()` calls it only for the few that differ)."""
+    """The Go form of a float's Python repr; `render()` calls it only for a repr without a dot or with
+    one past its sixth character (the others are the same in both)."""
     dot = text.find(".")
     if dot < 0:  # inf, nan, or already an exponent such as 1e+16 or 1e-05
         return _GO_SPECIAL.get(text, text)
@@ -72,11 +73,7 @@ def _header(name: str, kind: str, documentation: str) -> str:
 
 def _family(metric: Metric) -> _Family:
     kind, suffix = _TYPES.get(metric.type, (metric.type, ""))
-    moved = {
-        metric.name + extra: (order, _header(metric.name + extra, "gauge", metric.documentation))
-        for order, extra in enumerate(_OPENMETRICS_ONLY)
-    }
-    return _Family(_header(metric.name + suffix, kind, metric.documentation), moved)
+    return _Family(_header(metric.name + suffix, kind, metric.documentation), {})
 
 
 def _series(name: str, labels: dict[str, str]) -> str:
@@ -117,8 +114,8 @@ class TextMemo:
                 family = known_families.get(key) or _family(metric)
                 used_families[key] = family
                 append(family.header)
-                moved = family.moved
-                later: list[tuple[int, str]] = []  # moved samples' lines, by position in _OPENMETRICS_ONLY
+                stem = metric.name
+                later: list[tuple[str, str]] = []  # (suffix, line) of OpenMetrics-only samples
                 for sample in metric.samples:
                     name, labels = sample.name, sample.labels
                     # dict order is part of the key: the same labels in another order are only a miss
@@ -134,18 +131,24 @@ class TextMemo:
                         line = start + value + "\n"
                     else:  # in milliseconds
                         line = f"{start}{value} {int(float(sample.timestamp) * 1000):d}\n"
-                    if name in moved:
-                        later.append((moved[name][0], line))
+                    if (
+                        name.endswith(_OPENMETRICS_ONLY)
+                        and name.startswith(stem)
+                        and name[len(stem) :] in _OPENMETRICS_ONLY
+                    ):
+                        later.append((name[len(stem) :], line))
                     else:
                         append(line)
             except Exception as err:
                 err.args = (*(err.args or ("",)), metric)  # as generate_latest() reports it
                 raise
-            if later:
-                headers = {order: header for order, header in moved.values()}
-                for order in sorted({order for order, _ in later}):
-                    append(headers[order])
-                    out.extend(line for position, line in later if position == order)
+            if later:  # after the family, in gauges of their own, by suffix
+                moved = family.moved
+                for suffix in sorted({suffix for suffix, _ in later}):
+                    if suffix not in moved:
+                        moved[suffix] = _header(stem + suffix, "gauge", metric.documentation)
+                    append(moved[suffix])
+                    out.extend(line for other, line in later if other == suffix)
         if full:
             self._families, self._series = used_families, used_series
         return "".join(out).encode("utf-8")
