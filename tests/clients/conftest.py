@@ -1,11 +1,11 @@
 """The client conformance suite: real client libraries in their own runtimes against the real stack.
 
-One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink and vmagent from
-`redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
+One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink, vmagent and blackbox_exporter
+from `redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
 Alertmanager's group timers capped at 2 s, as tests/e2e does: what is decided is unchanged, no test waits
 for a real `for`. A client joins by a target file in the stack's file_sd folder (as a team's service
-would), or by pushing OTLP to its vmagent. Node's packages and Debian's chromium come from `make setup`; a
-missing one fails with the line that installs it.
+would), by a /health URL the stack's blackbox_exporter probes, or by pushing OTLP to its vmagent. Node's
+packages and Debian's chromium come from `make setup`; a missing one fails with the line that installs it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, re
 NODE_DIR = ROOT / "tests" / "clients" / "node"
 CHROMIUM = Path("/usr/bin/chromium")
 FOR_OVERRIDE = "3s"
-SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent"]
+SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent", "blackbox"]
 
 
 def node_modules() -> Path:
@@ -59,6 +59,17 @@ class ClientStack:
         partial = folder / f".{job}-{name}.tmp"
         partial.write_text(text)
         partial.replace(folder / f"{job}-{name}.yml")  # file_sd reads whole files only
+
+    def add_probe(self, name: str, url: str, system: str) -> None:
+        """A target file `targets/probes-<name>.yml`: the blackbox job probes `url` through the stack's
+        blackbox_exporter (series `probe_success{job="blackbox", instance=url, system=system}`)."""
+        prober = f"127.0.0.1:{self.sandbox.port('blackbox')}"
+        self.add_targets(name, "probes", [url], {"system": system, "__blackbox_address__": prober})
+
+    def remove_targets(self, name: str, job: str) -> None:
+        """Drop the target file add_targets (or add_probe, job "probes") wrote: Prometheus stops scraping
+        it, so a process a test stopped does not stay down (and alerting) for the rest of the session."""
+        (self.sandbox.run_dir / "prometheus" / "targets" / f"{job}-{name}.yml").unlink(missing_ok=True)
 
     @property
     def otlp_url(self) -> str:
