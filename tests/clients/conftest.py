@@ -10,7 +10,10 @@ packages and Debian's chromium come from `make setup`; a missing one fails with 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +22,10 @@ import pytest
 import yaml
 
 from redline.paths import ROOT
-from redline.testing.processes import wait_until
+from redline.testing.pg import PgCluster, pg_cluster
+from redline.testing.processes import running, wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
+from redline.testing.snippets import write_snippets
 
 NODE_DIR = ROOT / "tests" / "clients" / "node"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,3 +116,28 @@ def wait_alert(stack: ClientStack, alert: str, status: str, since: int, timeout:
     wait_until(arrived, timeout=timeout, interval=0.2, what=f"{status} {alert} {labels} at the pager-sink")
     assert found is not None
     return found
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgCluster, dict[str, Path]]]:
+    """A throwaway PostgreSQL 15 holding docs/instrumenting/pipeline.md's `tasks` table; the guide's files."""
+    files = write_snippets(ROOT / "docs" / "instrumenting" / "pipeline.md", tmp_path_factory.mktemp("pipe"))
+    with pg_cluster() as pg:
+        pg.execute(files["schema.sql"].read_text())
+        yield pg, files
+
+
+@contextlib.contextmanager
+def job_exporter(pg: PgCluster, files: dict[str, Path], port: int, log: Path) -> Iterator[str]:
+    """The guide's run-exporter.sh (`redline exporter jobs` with its queries) on `port`, until the block
+    ends; yields its address."""
+    env = {
+        **os.environ,
+        "PIPELINE_DSN": pg.dsn,
+        "PORT": str(port),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the `redline` of this virtualenv
+    }
+    cmd = ["sh", str(files["run-exporter.sh"])]
+    ready = f"http://127.0.0.1:{port}/metrics"
+    with running(cmd, ready_url=ready, log=log, env=env, cwd=files["queries.sql"].parent):
+        yield f"127.0.0.1:{port}"
