@@ -1,16 +1,19 @@
 """The client conformance suite: real client libraries in their own runtimes against the real stack.
 
-One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink and vmagent from
-`redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
+One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink, vmagent and blackbox_exporter
+from `redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
 Alertmanager's group timers capped at 2 s, as tests/e2e does: what is decided is unchanged, no test waits
 for a real `for`. A client joins by a target file in the stack's file_sd folder (as a team's service
-would), or by pushing OTLP to its vmagent. Node's packages and Debian's chromium come from `make setup`; a
-missing one fails with the line that installs it.
+would), by a /health URL the stack's blackbox_exporter probes, or by pushing OTLP to its vmagent. Node's
+packages and Debian's chromium come from `make setup`; a missing one fails with the line that installs it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +22,15 @@ import pytest
 import yaml
 
 from redline.paths import ROOT
-from redline.testing.processes import wait_until
+from redline.testing.pg import PgCluster, pg_cluster
+from redline.testing.processes import running, wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
+from redline.testing.snippets import write_snippets
 
 NODE_DIR = ROOT / "tests" / "clients" / "node"
 CHROMIUM = Path("/usr/bin/chromium")
 FOR_OVERRIDE = "3s"
-SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent"]
+SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent", "blackbox"]
 
 
 def node_modules() -> Path:
@@ -59,6 +64,17 @@ class ClientStack:
         partial = folder / f".{job}-{name}.tmp"
         partial.write_text(text)
         partial.replace(folder / f"{job}-{name}.yml")  # file_sd reads whole files only
+
+    def add_probe(self, name: str, url: str, system: str) -> None:
+        """A target file `targets/probes-<name>.yml`: the blackbox job probes `url` through the stack's
+        blackbox_exporter (series `probe_success{job="blackbox", instance=url, system=system}`)."""
+        prober = f"127.0.0.1:{self.sandbox.port('blackbox')}"
+        self.add_targets(name, "probes", [url], {"system": system, "__blackbox_address__": prober})
+
+    def remove_targets(self, name: str, job: str) -> None:
+        """Drop the target file add_targets (or add_probe, job "probes") wrote: Prometheus stops scraping
+        it, so a process a test stopped does not stay down (and alerting) for the rest of the session."""
+        (self.sandbox.run_dir / "prometheus" / "targets" / f"{job}-{name}.yml").unlink(missing_ok=True)
 
     @property
     def otlp_url(self) -> str:
@@ -100,3 +116,28 @@ def wait_alert(stack: ClientStack, alert: str, status: str, since: int, timeout:
     wait_until(arrived, timeout=timeout, interval=0.2, what=f"{status} {alert} {labels} at the pager-sink")
     assert found is not None
     return found
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgCluster, dict[str, Path]]]:
+    """A throwaway PostgreSQL 15 holding docs/instrumenting/pipeline.md's `tasks` table; the guide's files."""
+    files = write_snippets(ROOT / "docs" / "instrumenting" / "pipeline.md", tmp_path_factory.mktemp("pipe"))
+    with pg_cluster() as pg:
+        pg.execute(files["schema.sql"].read_text())
+        yield pg, files
+
+
+@contextlib.contextmanager
+def job_exporter(pg: PgCluster, files: dict[str, Path], port: int, log: Path) -> Iterator[str]:
+    """The guide's run-exporter.sh (`redline exporter jobs` with its queries) on `port`, until the block
+    ends; yields its address."""
+    env = {
+        **os.environ,
+        "PIPELINE_DSN": pg.dsn,
+        "PORT": str(port),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the `redline` of this virtualenv
+    }
+    cmd = ["sh", str(files["run-exporter.sh"])]
+    ready = f"http://127.0.0.1:{port}/metrics"
+    with running(cmd, ready_url=ready, log=log, env=env, cwd=files["queries.sql"].parent):
+        yield f"127.0.0.1:{port}"

@@ -4,48 +4,25 @@ concurrency and jobs waiting without a worker each fire at the pager-sink and re
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from redline.paths import ROOT
-from redline.testing.pg import PgCluster, pg_cluster
-from redline.testing.processes import free_port, running, wait_until
-from redline.testing.snippets import write_snippets
+from redline.testing.pg import PgCluster
+from redline.testing.processes import free_port, wait_until
 
-from .conftest import ClientStack, wait_alert
+from .conftest import ClientStack, job_exporter, wait_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgCluster, dict[str, Path]]]:
-    files = write_snippets(ROOT / "docs" / "instrumenting" / "pipeline.md", tmp_path_factory.mktemp("pipe"))
-    with pg_cluster() as pg:
-        pg.execute(files["schema.sql"].read_text())
-        yield pg, files
-
-
-@pytest.fixture(scope="module")
 def exporter(table: tuple[PgCluster, dict[str, Path]], client_stack: ClientStack) -> Iterator[str]:
     pg, files = table
-    port = free_port()
-    env = {
-        **os.environ,
-        "PIPELINE_DSN": pg.dsn,
-        "PORT": str(port),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the `redline` of this virtualenv
-    }
-    cmd = ["sh", str(files["run-exporter.sh"])]
     log = files["schema.sql"].parent / "exporter.log"
-    with running(
-        cmd, ready_url=f"http://127.0.0.1:{port}/metrics", log=log, env=env, cwd=files["queries.sql"].parent
-    ):
-        instance = f"127.0.0.1:{port}"
+    with job_exporter(pg, files, free_port(), log) as instance:
         client_stack.add_targets("tasks", "pipeline-jobs", [instance], {"system": "pipeline"})
         wait_until(
             lambda: client_stack.sandbox.query(f'redline_jobs_up{{instance="{instance}"}} == 1'),

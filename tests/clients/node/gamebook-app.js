@@ -4,13 +4,20 @@
 //   POST /traffic?rate=N&seconds=S         N requests per second from now on, each taking S seconds
 //   POST /pool?busy=N                      N of the render pool's 16 workers busy
 //   POST /breaker?open=1|0                 the storage circuit breaker opens or closes
+//   POST /cpu?workers=N                    N worker threads spin (about a core each); 0 stops them
+//   POST /hold?mb=N                        N MB more held in touched buffers (resident); answers {rss}
+//   POST /release                          the buffers dropped and collected (run node --expose-gc)
+//   GET  /health                           200 while the process serves
 const http = require('node:http');
+const { Worker } = require('node:worker_threads');
 const { register, observeHttp, setPool, setBreaker } = require(process.env.REDLINE_METRICS_JS);
 
 setPool('render', { busy: 2, max: 16, queued: 0 });
 setBreaker('storage', false);
 
 let traffic = { rate: 0, seconds: 0.01 };
+let spinners = [];
+let held = [];
 
 // Every 100 ms, a tenth of the configured requests per second.
 setInterval(() => {
@@ -30,6 +37,22 @@ const server = http.createServer(async (req, res) => {
   } else if (req.method === 'POST' && url.pathname === '/breaker') {
     setBreaker('storage', url.searchParams.get('open') === '1');
     res.end('ok\n');
+  } else if (req.method === 'GET' && url.pathname === '/health') {
+    res.end('ok\n');
+  } else if (req.method === 'POST' && url.pathname === '/cpu') {
+    await Promise.all(spinners.map((worker) => worker.terminate()));
+    spinners = [];
+    for (let i = 0; i < Number(url.searchParams.get('workers') || 0); i += 1) {
+      spinners.push(new Worker('for (;;) {}', { eval: true }));
+    }
+    res.end('ok\n');
+  } else if (req.method === 'POST' && url.pathname === '/hold') {
+    for (let i = 0; i < Number(url.searchParams.get('mb') || 0); i += 1) held.push(Buffer.alloc(1 << 20, 1));
+    res.end(JSON.stringify({ rss: process.memoryUsage.rss() }));
+  } else if (req.method === 'POST' && url.pathname === '/release') {
+    held = [];
+    global.gc();
+    res.end(JSON.stringify({ rss: process.memoryUsage.rss() }));
   } else if (req.method === 'POST' && url.pathname === '/traffic') {
     traffic = { rate: Number(url.searchParams.get('rate') || 0), seconds: Number(url.searchParams.get('seconds') || 0.01) };
     res.end('ok\n');
