@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 
+from redline import paths
 from redline.generate.model import BurnRate, Catalogue, Settings, System, parse_duration
 
 FIRST_ENTRY_PANEL_ID = 100
@@ -96,7 +97,7 @@ def tiers_by_severity(catalogue: Catalogue) -> dict[str, list[BurnRate]]:
 
 # The long-range recording rules, evaluated by vmalert against the long-term store (docs/scale.md). Their
 # names differ from the replicas' records, which the replicas also write into the store.
-LONG_TERM_RULES = "prometheus/long-term/rules.yml"
+LONG_TERM_RULES = paths.LONG_TERM_RULES.relative_to(paths.ROOT).as_posix()
 COMPLIANCE_WINDOW = "30d"  # monthly compliance with each documented target
 TARGET_HELD = "entry:target_held:bool"  # 1 while the entry's signal keeps its documented target, else 0
 

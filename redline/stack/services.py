@@ -16,14 +16,13 @@ from typing import Any
 
 from redline import credentials, storage, tools, topology
 from redline.inventory import DEMO, Inventory
-from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
+from redline.paths import ALERTMANAGER, GRAFANA, LONG_TERM_RULES, PROMETHEUS, ROOT, ledger_url
 from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
 from redline.stack import vmagent
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST_CONFIG = ROOT / "redline" / "exporters" / "host" / "redline-host.yml"
 VMAGENT_RELABEL = PROMETHEUS / "vmagent-relabel.yml"  # rendered from topology.OTLP_LABELS
-LONG_TERM_RULES = PROMETHEUS / "long-term" / "rules.yml"  # rendered from the catalogue
 
 
 class StackError(Exception):

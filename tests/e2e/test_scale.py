@@ -129,6 +129,15 @@ def test_the_console_and_backtest_read_history_from_the_store(stack: Sandbox) ->
     assert json.loads(result.stdout)["datasource"] == store
 
 
+def test_reload_reloads_both_replicas_and_vmalert(stack: Sandbox) -> None:
+    result = stack.redline("reload", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for replica in scale_ha.REPLICAS:
+        assert f"Prometheus {stack.url(replica)}: reloaded" in result.stdout, result.stdout
+    assert f"vmalert {stack.url(storage.LONG_TERM_RULER)}: reloaded" in result.stdout, result.stdout
+    assert "long-term rules (prometheus/long-term/rules.yml): valid" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("run", range(KILL_RUNS))
 def test_replica_killed_during_an_incident_pages_once(stack: Sandbox, run: int) -> None:
     victim = scale_ha.REPLICAS[run % 2]
