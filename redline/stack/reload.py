@@ -640,6 +640,11 @@ def _parser(action: str) -> argparse.ArgumentParser:
         help="blackbox_exporter to reload (default: 127.0.0.1:9115 when it answers)",
     )
     parser.add_argument(
+        "--vmalert",
+        metavar="URL",
+        help="vmalert (the long-term rules of --scale) to reload (default: 127.0.0.1:8880 when it answers)",
+    )
+    parser.add_argument(
         "--root", type=Path, default=ROOT, help="checkout whose configs to use (default: this repository)"
     )
     add_run_dir(
@@ -662,10 +667,11 @@ def main(argv: list[str]) -> int:
     root, run_dir = args.root.resolve(), args.run_dir.resolve()
     try:
         headers = credentials.Credentials(run_dir).web_headers()
-        if args.prometheus or args.alertmanager or args.blackbox:
+        if args.prometheus or args.alertmanager or args.blackbox or args.vmalert:
             urls = [("prometheus", args.prometheus)] if args.prometheus else []
             urls += [("alertmanager", url) for url in args.alertmanager or []]
             urls += [("blackbox", args.blackbox)] if args.blackbox else []
+            urls += [("vmalert", args.vmalert)] if args.vmalert else []
             targets = [Target(kind, url.rstrip("/"), headers) for kind, url in urls]
         else:
             targets = default_targets(headers)
