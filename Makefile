@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 REDLINE := $(BIN)/redline
 PROMTOOL := .tools/bin/promtool
 AMTOOL := .tools/bin/amtool
+VMALERT := .tools/bin/vmalert
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Test files run in this many processes (pytest-xdist, a file's tests stay in one process): the tiers
@@ -78,7 +79,8 @@ generate: $(STAMP) ## render thresholds/ into rules, tests, runbooks, dashboards
 
 check: setup ## fail when generated files drift from the catalogue or their promtool tests fail; validate configs
 	@$(REDLINE) check
-	@$(PROMTOOL) check rules prometheus/rules/*.yml
+	@$(PROMTOOL) check rules prometheus/rules/*.yml prometheus/long-term/rules.yml
+	@$(VMALERT) -dryRun -loggerLevel=ERROR -rule=prometheus/long-term/rules.yml
 	@$(AMTOOL) check-config alertmanager/alertmanager.yml
 
 lint: $(STAMP) ## ruff and mypy

@@ -14,6 +14,8 @@ THRESHOLDS = ROOT / "thresholds"
 PROMETHEUS = ROOT / "prometheus"
 ALERTMANAGER = ROOT / "alertmanager"
 GRAFANA = ROOT / "grafana"
+# The long-range recording rules, rendered by `redline generate`, evaluated by vmalert (redline up --scale).
+LONG_TERM_RULES = PROMETHEUS / "long-term" / "rules.yml"
 
 
 RUN_DIR_ENV = "REDLINE_RUN_DIR"

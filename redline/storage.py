@@ -35,6 +35,11 @@ REPLICA_ENV = "REDLINE_REPLICA"  # expanded by Prometheus in external_labels
 # service (redline/topology.py) -> its value of the replica label
 REPLICAS: dict[str, str] = {"prometheus": "A", "prometheus-2": "B"}
 LONG_TERM = "victoria-metrics"  # the endpoint of the long-term store
+# The long-range recording rules (prometheus/long-term/rules.yml: 30-day SLO budgets, monthly compliance
+# with each documented target) run in vmalert against the store, reading from it and writing into it, as
+# their windows exceed the replicas' local retention. How often it evaluates them (each group's interval).
+LONG_TERM_RULER = "vmalert"
+LONG_TERM_EVAL_INTERVAL = "30s"
 
 # Remote write from each replica: small batches sent at least every second, so the store is seconds behind;
 # a queue that keeps retrying (with backoff up to 5 s) while the store is away. Prometheus keeps reading
@@ -58,6 +63,13 @@ def receivers(scale: bool) -> tuple[str, ...]:
     with the HA pair both replicas, so both evaluate every rule over the same data, and the store gets
     them through the replicas' own remote write, deduplicated like scraped series."""
     return tuple(REPLICAS) if scale else ("prometheus",)
+
+
+def history(scale: bool) -> str:
+    """The endpoint long-term data is read from (Grafana's history datasource, the console's charts,
+    `redline backtest`): the store with the HA pair, which holds both replicas' samples for 400 days
+    and never loses the history of a replica that was down; the one Prometheus otherwise."""
+    return LONG_TERM if scale else "prometheus"
 
 
 def dedup_interval() -> str:

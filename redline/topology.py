@@ -94,6 +94,7 @@ JOBS: tuple[Job, ...] = (
     Job("alertmanager", "", file="alertmanager-metrics", auth=True),
     Job("vmagent", "", auth=True),
     Job("victoria-metrics", "", auth=True),
+    Job("vmalert", "", auth=True),
     Job("host", "Hosts: redline's host exporter (job host) and, for comparison, node_exporter (job node)."),
     Job("node", "", serves="host"),
     Job(
@@ -136,6 +137,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"system": "redline"},
         scale_only=True,
     ),
+    # The long-range recording rules' evaluator (redline/storage.py LONG_TERM_RULER), beside the store.
+    Endpoint("vmalert", 8880, "vmalert", "vmalert", {"system": "redline"}, scale_only=True),
     Endpoint("alertmanager", 9093, "alertmanager", "alertmanager", {"system": "redline"}, alerting=True),
     Endpoint(
         "alertmanager-2",

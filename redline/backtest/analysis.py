@@ -170,12 +170,7 @@ def held(signal: list[Series], operator: str, value: float, phrase: str, grid: G
 
 def threshold_compliance(threshold: Threshold, signal: list[Series], grid: Grid) -> tuple[Held, Held]:
     op, unit, target = threshold.operator, threshold.unit, threshold.target
-    # Past the target: on the alerting side of it, or at it too where the target is not an alert value
-    # ("CPU < 70%" alerts above 70%: 70% keeps it; "cycle < 0.5s" alerts above 1s: 0.5s is past it).
-    if target in threshold.entry_values or unit == "boolean":
-        past = op
-    else:
-        past = ">=" if op in (">", ">=") else "<="
+    past = threshold.past_target  # the same meaning as the long-term store's target_held records
     side = TARGET_AT_VALUE_WORDS[op]
     phrase = f"{side} {format_value(unit, target)}" if unit == "boolean" else target_phrase(threshold)
     value_phrase = f"{side} {format_value(unit, threshold.value)}"

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from redline import credentials, topology
+from redline import credentials, storage, topology
 from redline.backtest import analysis, catalogues, report
 from redline.backtest.datasource import DatasourceError, HistoryError, authenticated, check_coverage, iso
 from redline.backtest.engine import EngineError, replay
@@ -28,6 +28,7 @@ from redline.backtest.timeline import Grid
 from redline.generate.load import CatalogueError
 from redline.generate.model import parse_duration
 from redline.paths import ALERTMANAGER, run_dir
+from redline.stack.rundir import load_context
 
 EXIT_BACKEND = 1
 EXIT_INVALID = 2
@@ -98,7 +99,7 @@ class Parser(argparse.ArgumentParser):
 
 def options() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
     """The options by help section: (flag, help, other argparse keywords)."""
-    url = f"http://127.0.0.1:{topology.port('prometheus')}"
+    prometheus, store = (f"http://127.0.0.1:{topology.port(n)}" for n in ("prometheus", storage.LONG_TERM))
     return {
         "history": [
             ("--since", "the last DURATION (default 7d)", {"type": duration, "metavar": "DURATION"}),
@@ -107,8 +108,10 @@ def options() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
             ("--to", "last evaluation (default now)", {"dest": "end", "type": parse_time, "metavar": "TIME"}),
             ("--step", "evaluation interval (default 1m)",
              {"type": duration, "default": 60, "metavar": "DURATION"}),
-            ("--prometheus", f"datasource, read only (default {url}, with the run folder's credentials)",
-             {"default": url, "metavar": "URL"}),
+            ("--prometheus", "datasource, read only (default: where the stack keeps its history, with "
+             f"the run folder's credentials: VictoriaMetrics {store} when it runs with --scale, "
+             f"else {prometheus})",
+             {"metavar": "URL"}),
             ("--bearer-token-file", "a file holding the datasource's bearer token",
              {"type": Path, "metavar": "FILE"}),
             ("--basic-auth-file", "a file holding the datasource's user:password",
@@ -149,11 +152,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def stack_history() -> str:
+    """The default datasource: where the stack in the run folder keeps its history (its stack.yml, see
+    redline/storage.py history): VictoriaMetrics with --scale, which holds both replicas' samples for
+    longer than either replica, else the stack's Prometheus."""
+    ctx, _services = load_context(run_dir())
+    return ctx.history_url
+
+
 def stack_basic_auth(args: argparse.Namespace, folder: Path) -> Path | None:
     """The run folder's credentials as a user:password file (0600), when the datasource is the stack's
-    own Prometheus and no other credentials were given; None otherwise."""
+    own (no --prometheus) and no other credentials were given; None otherwise."""
     stack = credentials.Credentials(run_dir().resolve())
-    if args.bearer_token_file or args.prometheus != parser().get_default("prometheus") or not stack.exists():
+    if args.bearer_token_file or args.prometheus is not None or not stack.exists():
         return None
     path = folder / "stack-basic-auth"
     credentials.write_private(path, f"{credentials.USER}:{stack.web_password}")
@@ -206,7 +217,8 @@ def run(args: argparse.Namespace, progress: analysis.Progress, started: float) -
         base_rules = rules.add_catalogue(base)
         other_rules = rules.add_catalogue(other[0]) if other else None
         basic_auth_file = args.basic_auth_file or stack_basic_auth(args, workdir)
-        source = authenticated(args.prometheus, args.bearer_token_file, basic_auth_file, workdir)
+        url = args.prometheus or stack_history()
+        source = authenticated(url, args.bearer_token_file, basic_auth_file, workdir)
         progress(
             f"{len(rules.rules)} alert rules and {len(rules.signals)} signals over {iso(grid.start)} .. "
             f"{iso(grid.end)} every {grid.step}s from {source.url}"

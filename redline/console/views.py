@@ -75,10 +75,16 @@ class Console:
     """The console's view of the stack; one per process."""
 
     def __init__(
-        self, catalogue: Catalogue, prometheus: Prometheus, alertmanagers: Alertmanagers, ledger_url: str
+        self,
+        catalogue: Catalogue,
+        prometheus: Prometheus,
+        alertmanagers: Alertmanagers,
+        ledger_url: str,
+        history: Prometheus | None = None,
     ) -> None:
         self.catalogue = catalogue
-        self.prometheus = prometheus
+        self.prometheus = prometheus  # now: pending alerts, current values, its external labels
+        self.over_time = history or prometheus  # over time: the signal charts and their firing intervals
         self.alertmanagers = alertmanagers
         self.ledger_url = ledger_url
         self.alerts: dict[tuple[str, str], Alert] = {
@@ -136,7 +142,7 @@ class Console:
             for k, v in sorted(labels.items())
             if k != "alertstate" and external.get(k) != v
         )
-        fired = self.prometheus.query_range(f'ALERTS{{{selector},alertstate="firing"}}', start, end, step)
+        fired = self.over_time.query_range(f'ALERTS{{{selector},alertstate="firing"}}', start, end, step)
         firing = [span for r in fired for span in intervals([(float(t), 1.0) for t, _v in r["values"]], step)]
         unit = alert.source.unit if isinstance(alert.source, Threshold) else "ratio"
         return signal_chart(series, start, end, unit, lines, firing)
@@ -147,7 +153,7 @@ class Console:
         """The series of `expr` that belong to the alert (its labels that the series carry)."""
         return [
             Series(_series_name(r["metric"]), [(float(t), float(v)) for t, v in r["values"]])
-            for r in self.prometheus.query_range(expr, start, end, step)
+            for r in self.over_time.query_range(expr, start, end, step)
             if matches(r["metric"], [(k, v) for k, v in wanted if k in r["metric"]])
         ]
 

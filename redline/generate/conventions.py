@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 
+from redline import paths
 from redline.generate.model import BurnRate, Catalogue, Settings, System, parse_duration
 
 FIRST_ENTRY_PANEL_ID = 100
@@ -92,3 +93,29 @@ def tiers_by_severity(catalogue: Catalogue) -> dict[str, list[BurnRate]]:
     for tier in catalogue.settings.burn_rates:
         tiers.setdefault(tier.severity, []).append(tier)
     return tiers
+
+
+# The long-range recording rules, evaluated by vmalert against the long-term store (docs/scale.md). Their
+# names differ from the replicas' records, which the replicas also write into the store.
+LONG_TERM_RULES = paths.LONG_TERM_RULES.relative_to(paths.ROOT).as_posix()
+COMPLIANCE_WINDOW = "30d"  # monthly compliance with each documented target
+TARGET_HELD = "entry:target_held:bool"  # 1 while the entry's signal keeps its documented target, else 0
+
+
+def long_term_group(system_id: str) -> str:
+    """The vmalert rule group of a system's long-range records."""
+    return f"{system_id}-long-term"
+
+
+def long_term_slo_record(period: str) -> str:
+    """The store's SLO error ratio over the SLO's whole period (the replicas hold only part of it)."""
+    return f"slo:sli_error_long_term:ratio_rate{period}"
+
+
+LONG_TERM_BUDGET = "slo:error_budget_remaining_long_term:ratio"
+
+
+def compliance_record() -> str:
+    """The share of COMPLIANCE_WINDOW during which an entry kept its documented target (TARGET_HELD's
+    mean)."""
+    return f"entry:target_held:ratio_avg{COMPLIANCE_WINDOW}"

@@ -172,6 +172,15 @@ class Threshold:
     def labels(self) -> dict[str, str]:
         return {"severity": self.severity, "system": self.system, **dict(self.extra_labels)}
 
+    @property
+    def past_target(self) -> str:
+        """The comparison `signal OP target` that means the documented target is missed: on the alerting
+        side of it, or at it too where the target is not an alert value ("CPU < 70%" alerts above 70%:
+        70% keeps it; "cycle < 0.5s" alerts above 1s: 0.5s is past it)."""
+        if self.target in self.entry_values or self.unit == "boolean":
+            return self.operator
+        return ">=" if self.operator in (">", ">=") else "<="
+
 
 @dataclass(frozen=True)
 class Slo:

@@ -1,10 +1,11 @@
 """`redline reload` and `redline rollback`: change the running stack's configuration safely.
 
 reload:   check the checkout's prometheus/ and alertmanager/ configs, and only when all checks pass POST
-          /-/reload to the running Prometheus, Alertmanager(s) and blackbox_exporter, then check from
+          /-/reload to the running Prometheus, Alertmanager(s), blackbox_exporter and (with --scale)
+          vmalert, the long-term rules' evaluator, then check from
           their own metrics that the reload took. The checks, in order:
           1. syntax: promtool check config and check rules, amtool check-config, blackbox_exporter
-             --config.check. Never skipped.
+             --config.check, vmalert -dryRun of prometheus/long-term/rules.yml. Never skipped.
           2. the repository's own tests: promtool test rules prometheus/tests/*.yml and the Alertmanager
              route tests (alertmanager/tests/routes.yml).
           3. paging invariants, what silently disables paging: no rule file, no Alertmanager to send to
@@ -45,14 +46,15 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from redline import checks, credentials, inventory, tools, topology
+from redline import checks, credentials, inventory, storage, tools, topology
 from redline.argtypes import add_run_dir
-from redline.paths import ROOT
+from redline.paths import LONG_TERM_RULES, ROOT
 from redline.stack import rundir
 from redline.topology import TopologyError
 
 CONFIG_DIRS = ("prometheus", "alertmanager")
 HTTP_TIMEOUT_S = 10.0
+RELOAD_WAIT_S = 5.0  # how long a component may take to show that a reload it accepted took
 EXIT_INVALID = 2  # a config or usage error
 EXIT_FAILED = 1  # the running stack could not be reached or did not take the change
 MAX_FAILURES_SHOWN = 5  # failed route test cases listed in a refusal; the count says how many more
@@ -70,7 +72,7 @@ class ReloadError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """One running component to reload: kind is prometheus, alertmanager or blackbox."""
+    """One running component to reload: kind is prometheus, alertmanager, blackbox or vmalert."""
 
     kind: str
     url: str
@@ -148,6 +150,10 @@ def _syntax(root: Path) -> list[str]:
     if blackbox_yml.is_file():
         cmd = [find_tool("blackbox_exporter"), f"--config.file={blackbox_yml}", "--config.check"]
         lines.append(_check(cmd, "blackbox.yml", root))
+    long_term = root / LONG_TERM_RULES.relative_to(ROOT)
+    if long_term.is_file():  # vmalert's, with --scale: it loads them as it would (promtool cannot tell)
+        cmd = [find_tool("vmalert"), "-dryRun", "-loggerLevel=ERROR", f"-rule={long_term}"]
+        lines.append(_check(cmd, f"long-term rules ({long_term.relative_to(root)})", root))
     return lines
 
 
@@ -368,8 +374,15 @@ RELOAD_METRICS = {
         "blackbox_exporter_config_last_reload_success_timestamp_seconds",
         None,
     ),
+    # vmalert moves its success timestamp only when the rules changed: its count of reloads always moves
+    "vmalert": ("vmalert_config_last_reload_successful", "vmalert_config_last_reload_total", None),
 }
-NAMES = {"prometheus": "Prometheus", "alertmanager": "Alertmanager", "blackbox": "blackbox_exporter"}
+NAMES = {
+    "prometheus": "Prometheus",
+    "alertmanager": "Alertmanager",
+    "blackbox": "blackbox_exporter",
+    "vmalert": "vmalert",
+}
 
 
 def reload_target(target: Target, expected_groups: set[str] | None = None) -> str:
@@ -387,12 +400,19 @@ def reload_target(target: Target, expected_groups: set[str] | None = None) -> st
     if status != 200:
         raise ReloadError(f"{name}: reload failed ({status}): {body.strip()}")
     after = metric_values(target, wanted)
+    deadline = time.monotonic() + RELOAD_WAIT_S  # vmalert reloads after it answered, the others before
+    while after.get(ts_metric, 0.0) <= before.get(ts_metric, 0.0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = metric_values(target, wanted)
     if after.get(ok_metric) != 1.0 or after.get(ts_metric, 0.0) <= before.get(ts_metric, 0.0):
         raise ReloadError(
             f"{name}: reload answered 200 but {ok_metric}={after.get(ok_metric)} and "
             f"{ts_metric} did not advance; see its log"
         )
-    detail = f"config loaded at {time.strftime('%H:%M:%S', time.localtime(after[ts_metric]))}"
+    if target.kind == "vmalert":
+        detail = f"long-term rules read again, reload {int(after[ts_metric])}"
+    else:
+        detail = f"config loaded at {time.strftime('%H:%M:%S', time.localtime(after[ts_metric]))}"
     if hash_metric and hash_metric in after:
         detail += f", hash {int(after[hash_metric])}"
     if target.kind == "prometheus" and expected_groups is not None:
@@ -426,6 +446,7 @@ def default_targets(headers: dict[str, str]) -> list[Target]:
     optional = [target("prometheus", "prometheus-2")]  # the second replica of `redline up --scale`
     optional += [target("alertmanager", n) for n in ("alertmanager-2", "alertmanager-3")]
     optional.append(target("blackbox", "blackbox"))
+    optional.append(target("vmalert", storage.LONG_TERM_RULER))  # the long-term rules, with --scale
     return targets + [t for t in optional if health(t) is not None]
 
 
@@ -572,8 +593,9 @@ def rollback(
 def _parser(action: str) -> argparse.ArgumentParser:
     checks_text = (
         "Checks, in order: syntax (promtool check config and check rules, amtool check-config, "
-        "blackbox_exporter --config.check); the repository's tests (promtool test rules "
-        "prometheus/tests/*.yml, the route tests of alertmanager/tests/routes.yml); paging invariants "
+        "blackbox_exporter --config.check, vmalert -dryRun of the long-term rules); the repository's "
+        "tests (promtool test rules prometheus/tests/*.yml, the route tests of "
+        "alertmanager/tests/routes.yml); paging invariants "
         "(rule files, an Alertmanager to send to, the Watchdog, critical alerts and the Watchdog reaching "
         "a receiver with an integration). A failure exits 2 and leaves the running config untouched; "
         "--force overrides failed tests and invariants (never syntax) with a warning."
@@ -581,8 +603,8 @@ def _parser(action: str) -> argparse.ArgumentParser:
     if action == "reload":
         description = (
             "Check prometheus/ and alertmanager/ and, only when every check passes, reload the running "
-            "Prometheus, Alertmanager(s) and blackbox_exporter, then confirm the reload from their metrics. "
-            + checks_text
+            "Prometheus, Alertmanager(s), blackbox_exporter and vmalert (--scale), then confirm the reload "
+            "from their metrics. " + checks_text
         )
     else:
         description = (
@@ -618,6 +640,11 @@ def _parser(action: str) -> argparse.ArgumentParser:
         help="blackbox_exporter to reload (default: 127.0.0.1:9115 when it answers)",
     )
     parser.add_argument(
+        "--vmalert",
+        metavar="URL",
+        help="vmalert (the long-term rules of --scale) to reload (default: 127.0.0.1:8880 when it answers)",
+    )
+    parser.add_argument(
         "--root", type=Path, default=ROOT, help="checkout whose configs to use (default: this repository)"
     )
     add_run_dir(
@@ -640,10 +667,11 @@ def main(argv: list[str]) -> int:
     root, run_dir = args.root.resolve(), args.run_dir.resolve()
     try:
         headers = credentials.Credentials(run_dir).web_headers()
-        if args.prometheus or args.alertmanager or args.blackbox:
+        if args.prometheus or args.alertmanager or args.blackbox or args.vmalert:
             urls = [("prometheus", args.prometheus)] if args.prometheus else []
             urls += [("alertmanager", url) for url in args.alertmanager or []]
             urls += [("blackbox", args.blackbox)] if args.blackbox else []
+            urls += [("vmalert", args.vmalert)] if args.vmalert else []
             targets = [Target(kind, url.rstrip("/"), headers) for kind, url in urls]
         else:
             targets = default_targets(headers)

@@ -16,7 +16,7 @@ from typing import Any
 
 from redline import credentials, storage, tools, topology
 from redline.inventory import DEMO, Inventory
-from redline.paths import ALERTMANAGER, GRAFANA, PROMETHEUS, ROOT, ledger_url
+from redline.paths import ALERTMANAGER, GRAFANA, LONG_TERM_RULES, PROMETHEUS, ROOT, ledger_url
 from redline.pg_roles import PG_ADMIN, PG_DEMO, PG_JOB_EXPORTER, PG_MONITOR, PgRole
 from redline.stack import vmagent
 
@@ -54,6 +54,12 @@ class Context:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
+
+    @property
+    def history_url(self) -> str:
+        """Where long-term data is read (redline/storage.py history): VictoriaMetrics with --scale, the
+        Prometheus otherwise. Grafana's history datasource, the console's charts, `redline backtest`."""
+        return self.url(storage.history(self.scale))
 
     @property
     def redline(self) -> list[str]:
@@ -233,6 +239,28 @@ def _victoria_metrics(ctx: Context) -> list[str]:
     ]
 
 
+def _vmalert(ctx: Context) -> list[str]:
+    """vmalert, the long-range recording rules (prometheus/long-term/rules.yml) over the store: it reads
+    from VictoriaMetrics and writes the records back into it, both with the stack's basic auth, and asks
+    for the same on its own endpoints (/health stays open). It has no alerting rules, so no notifier."""
+    password = ctx.secret(credentials.WEB_PASSWORD_FILE)
+    store = ctx.url(storage.LONG_TERM)
+    return [
+        f"-httpListenAddr=127.0.0.1:{ctx.port(storage.LONG_TERM_RULER)}",
+        f"-rule={LONG_TERM_RULES}",
+        f"-evaluationInterval={storage.LONG_TERM_EVAL_INTERVAL}",
+        f"-datasource.url={store}",
+        f"-datasource.basicAuth.username={credentials.USER}",
+        f"-datasource.basicAuth.passwordFile={password}",
+        f"-remoteWrite.url={store}",
+        f"-remoteWrite.basicAuth.username={credentials.USER}",
+        f"-remoteWrite.basicAuth.passwordFile={password}",
+        "-loggerLevel=WARN",
+        f"-httpAuth.username={credentials.USER}",
+        f"-httpAuth.password=file://{password}",
+    ]
+
+
 def _vmagent_remote_write(ctx: Context) -> list[str]:
     """vmagent's remote write into Prometheus, with --scale into both replicas (each gets every pushed
     sample, so both evaluate the same rules over the same data); each URL with the stack's basic auth,
@@ -290,6 +318,16 @@ SERVICES: list[Service] = [
         scale_only=True,
         priority=100,
     ),
+    # after the store it reads and writes, stopped before it
+    _pinned(
+        storage.LONG_TERM_RULER,
+        "vmalert",
+        _vmalert,
+        ready_path="/health",
+        auth=True,
+        scale_only=True,
+        priority=200,
+    ),
     _alertmanager("alertmanager", ("alertmanager-2", "alertmanager-3")),
     _alertmanager("alertmanager-2", ("alertmanager", "alertmanager-3")),
     _alertmanager("alertmanager-3", ("alertmanager", "alertmanager-2")),
@@ -312,6 +350,7 @@ SERVICES: list[Service] = [
             "console",
             f"--listen=127.0.0.1:{ctx.port('console')}",
             f"--prometheus={ctx.url('prometheus')}",
+            f"--history={ctx.history_url}",
             *[
                 f"--alertmanager={ctx.url(name)}"
                 for name in AM_PEER_NAMES
@@ -429,6 +468,7 @@ SERVICES: list[Service] = [
             "GF_SECURITY_ADMIN_PASSWORD__FILE": str(ctx.secret("grafana-admin-password")),
             "REDLINE_DASHBOARDS_DIR": str(GRAFANA / "dashboards"),
             "PROMETHEUS_URL": ctx.url("prometheus"),
+            "REDLINE_HISTORY_URL": ctx.history_url,
             "ALERTMANAGER_URL": ctx.url("alertmanager"),
             # Grafana's provisioning reads environment variables only (not files): the datasources' basic
             # auth password. supervisord.conf, which holds it, is mode 0600.

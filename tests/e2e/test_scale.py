@@ -5,6 +5,8 @@ clustered Alertmanagers, the demo and the rest of `make up`), with the test-only
 tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group timers capped at 5 s.
 
 - the replicas' two copies of each series are one series in the store, one sample per dedup interval;
+- vmalert evaluates the long-range rules (prometheus/long-term/rules.yml) against the store and writes
+  their records into it; the console and `redline backtest` read history from the store by default;
 - a replica SIGKILLed during an incident: the page arrives exactly once per group, and the incident's
   series has no gap in the store (REDLINE_SCALE_KILL_RUNS rounds, default 2; bench/scale_ha.py runs 20);
 - the store stopped under load (REDLINE_SCALE_OUTAGE_S, default 20 s; the bench runs 120 s): after it
@@ -13,6 +15,7 @@ tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group tim
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.parse
@@ -51,7 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 def test_status_lists_the_pair_and_the_store(stack: Sandbox) -> None:
     status = stack.redline("status")
     assert status.returncode == 0, status.stdout + status.stderr
-    for service in ("prometheus", "prometheus-2", storage.LONG_TERM):
+    for service in ("prometheus", "prometheus-2", storage.LONG_TERM, storage.LONG_TERM_RULER):
         assert any(line.split()[:2] == [service, "ready"] for line in status.stdout.splitlines()), (
             status.stdout
         )
@@ -74,6 +77,65 @@ def test_one_series_per_target_in_the_store(stack: Sandbox) -> None:
         for key, timestamps in scale_ha.store_samples(stack, selector, end - 5, end).items():
             buckets = scale_ha.dedup_buckets(timestamps)
             assert len(buckets) == len(timestamps), f"{key}: two samples in one interval: {timestamps}"
+
+
+def _stored_value(stack: Sandbox, selector: str) -> dict[tuple, float]:
+    """The latest value of each series of `selector` in the store (within the last 5 minutes)."""
+    query = urllib.parse.urlencode({"query": f"last_over_time({selector}[5m])"})
+    answer = stack.get_json(f"{stack.url(storage.LONG_TERM)}/api/v1/query?{query}")
+    return {scale_ha.series_key(r["metric"]): float(r["value"][1]) for r in answer["data"]["result"]}
+
+
+def test_vmalert_records_the_long_range_views_in_the_store(stack: Sandbox) -> None:
+    """vmalert evaluates prometheus/long-term/rules.yml against the store and writes the records into
+    it: a healthy demo target is held (1), its monthly compliance is 1, and the 30-day budget of an SLO
+    is 1 - its store-wide error ratio / the budget. The replicas hold none of these series."""
+    held = 'entry:target_held:bool{system="gamebook",entry="memory"}'
+    compliance = 'entry:target_held:ratio_avg30d{system="gamebook",entry="memory"}'
+    # the group starts within one interval, evaluates, then again one interval later (the mean reads the
+    # 0/1 series of the first round)
+    timeout = 3 * durations.seconds(storage.LONG_TERM_EVAL_INTERVAL) + 30
+    wait_until(lambda: _stored_value(stack, held) and _stored_value(stack, compliance), timeout, what="both")
+    values = _stored_value(stack, held)
+    assert values and set(values.values()) == {1.0}, values  # the demo's memory is below 80%
+    for key in values:
+        labels = dict(key)
+        assert labels["system"] == "gamebook" and labels["entry"] == "memory", key
+        assert "instance" in labels and storage.REPLICA_LABEL not in labels, key
+    assert set(_stored_value(stack, compliance).values()) == {1.0}
+
+    slo = 'slo="gamebook-errors"'
+    budget_of = f"slo:error_budget_remaining_long_term:ratio{{{slo}}}"
+    wait_until(lambda: _stored_value(stack, budget_of), 60, what="the budget")
+    [budget] = _stored_value(stack, budget_of).values()
+    [ratio] = _stored_value(stack, f"slo:sli_error_long_term:ratio_rate30d{{{slo}}}").values()
+    assert 0 <= ratio <= 1 and budget <= 1
+    assert budget == pytest.approx(1 - ratio / 0.001, abs=0.05)  # the errors SLO: 99.9%
+    for replica in scale_ha.REPLICAS:
+        query = urllib.parse.urlencode({"query": "count({__name__=~'entry:target_held:.*'})"})
+        answer = stack.get_json(f"{stack.url(replica)}/api/v1/query?{query}")
+        assert answer["data"]["result"] == [], f"{replica} holds a long-term record"
+
+
+def test_the_console_and_backtest_read_history_from_the_store(stack: Sandbox) -> None:
+    store = stack.url(storage.LONG_TERM)
+    supervisord = (stack.run_dir / "supervisord.conf").read_text()
+    console = next(line for line in supervisord.splitlines() if "redline.cli console" in line)
+    assert f"--history={store} " in console + " " and f"--prometheus={stack.url('prometheus')} " in console
+    result = stack.redline(
+        "backtest", "--since=5m", "--step=1m", "--partial-windows", "--no-suggest", "--json=-", "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["datasource"] == store
+
+
+def test_reload_reloads_both_replicas_and_vmalert(stack: Sandbox) -> None:
+    result = stack.redline("reload", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for replica in scale_ha.REPLICAS:
+        assert f"Prometheus {stack.url(replica)}: reloaded" in result.stdout, result.stdout
+    assert f"vmalert {stack.url(storage.LONG_TERM_RULER)}: reloaded" in result.stdout, result.stdout
+    assert "long-term rules (prometheus/long-term/rules.yml): valid" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("run", range(KILL_RUNS))

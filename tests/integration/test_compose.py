@@ -39,6 +39,7 @@ SCALE_ENV = {  # .env.example's scale lines
     "REDLINE_COLLECTOR_CONFIG": "config-scale.yml",
     "REDLINE_TARGETS": "./prometheus/targets/compose/scale",
     "REDLINE_ALERTMANAGER_TARGETS": "./prometheus/targets/compose/scale",
+    "REDLINE_HISTORY_URL": "http://victoria-metrics:8428",
 }
 PROFILE_ENV = {"default": {}, "ha": HA_ENV, "scale": SCALE_ENV}
 # Native services with no compose service of the same role, and why.
@@ -51,6 +52,7 @@ PINNED = {
     "prom/blackbox-exporter": "blackbox_exporter",
     "prometheuscommunity/postgres-exporter": "postgres_exporter",
     "victoriametrics/victoria-metrics": "victoria-metrics",
+    "victoriametrics/vmalert": "vmalert",
 }
 PG_BIN = Path("/usr/lib/postgresql/15/bin/postgres")
 
@@ -123,7 +125,7 @@ def test_compose_config_accepts_the_file_with_and_without_ha_and_scale() -> None
     default = set(services("default"))
     ha = set(services("ha"))
     assert ha - default == {"alertmanager-2", "alertmanager-3"}
-    assert set(services("scale")) - ha == {"prometheus-2", "victoria-metrics"}
+    assert set(services("scale")) - ha == {"prometheus-2", "victoria-metrics", "vmalert"}
     assert {"prometheus", "alertmanager", "grafana", "otel-collector", "pager-sink", "demo"} <= default
 
 
@@ -188,6 +190,30 @@ def test_scale_replicas_read_the_rendered_scale_config_and_targets() -> None:
     assert host_path(svc["victoria-metrics"], "/etc/secrets/web-password") == "volume:stack-secrets"
     otel = svc["otel-collector"]  # exports into both replicas (tests/unit/test_otlp_labels.py reads it)
     assert host_path(otel, flag(otel, "config")) == ROOT / "otel-collector" / "config-scale.yml"
+
+
+@pytest.mark.parametrize(("profile", "history"), [("ha", "prometheus"), ("scale", "victoria-metrics")])
+def test_grafana_and_the_console_read_history_from_the_store_with_scale(profile: str, history: str) -> None:
+    """redline/storage.py history: VictoriaMetrics with the profile scale, the Prometheus otherwise."""
+    svc = services(profile)
+    url = f"http://{topology.compose_address(topology.endpoint(history))}"
+    assert svc["grafana"]["environment"]["REDLINE_HISTORY_URL"] == url
+    assert f"--history={url}" in svc["console"]["command"]
+    assert (
+        f"--prometheus=http://{topology.compose_address(topology.endpoint('prometheus'))}"
+        in (svc["console"]["command"])
+    )
+
+
+def test_vmalert_evaluates_the_long_term_rules_against_the_store() -> None:
+    vmalert = services("scale")["vmalert"]
+    rule = next(a.split("=", 1)[1] for a in vmalert["command"] if a.startswith("-rule="))
+    assert host_path(vmalert, rule) == ROOT / "prometheus" / "long-term" / "rules.yml"
+    store = f"http://{topology.compose_address(topology.endpoint('victoria-metrics'))}"
+    assert f"-datasource.url={store}" in vmalert["command"]
+    assert f"-remoteWrite.url={store}" in vmalert["command"]
+    assert vmalert["profiles"] == ["scale"]
+    assert "vmalert" not in services("ha")
 
 
 def test_mounted_configs_are_the_repo_files_the_native_stack_uses() -> None:
@@ -296,8 +322,10 @@ def test_compose_target_files_are_valid_for_prometheus(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     missing = re.findall(r'WARNING: file "([^"]+)" for file_sd', result.stdout + result.stderr)
-    # vmagent runs natively only; the long-term store only with the scale profile (its own folder)
-    assert missing == [str(tmp_path / "targets" / f"{job}*.yml") for job in ("vmagent", "victoria-metrics")]
+    # vmagent runs natively only; the long-term store and vmalert only with the scale profile (its folder)
+    assert missing == [
+        str(tmp_path / "targets" / f"{job}*.yml") for job in ("vmagent", "victoria-metrics", "vmalert")
+    ]
 
 
 def test_compose_scale_config_is_valid_for_prometheus(tmp_path: Path) -> None:
@@ -518,6 +546,11 @@ AUTHENTICATED = {
     "prometheus": ["--web.config.file=/etc/secrets/web-config.yml"],
     "prometheus-2": ["--web.config.file=/etc/secrets/web-config.yml"],
     "victoria-metrics": ["-httpAuth.password=file:///etc/secrets/web-password"],
+    "vmalert": [
+        "-httpAuth.password=file:///etc/secrets/web-password",
+        "-datasource.basicAuth.passwordFile=/etc/secrets/web-password",
+        "-remoteWrite.basicAuth.passwordFile=/etc/secrets/web-password",
+    ],
     "alertmanager": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-2": ["--web.config.file=/etc/secrets/web-config.yml"],
     "alertmanager-3": ["--web.config.file=/etc/secrets/web-config.yml"],

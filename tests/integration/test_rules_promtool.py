@@ -26,6 +26,17 @@ def test_promtool_check_rules():
     assert result.stdout.count("SUCCESS") == 6
 
 
+def test_the_long_term_rules_load_in_promtool_and_in_vmalert():
+    """prometheus/long-term/rules.yml: valid Prometheus rules, and accepted by the pinned vmalert, which
+    evaluates them against the long-term store (docs/scale.md)."""
+    path = str(ROOT / "prometheus/long-term/rules.yml")
+    result = _run([tool("promtool"), "check", "rules", path])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    result = _run([tool("vmalert"), "-dryRun", "-loggerLevel=ERROR", f"-rule={path}"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_test_rules():
     files = sorted(str(p) for p in (ROOT / "prometheus/tests").glob("*.yml"))
     assert len(files) == 7

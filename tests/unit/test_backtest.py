@@ -23,6 +23,8 @@ from redline.backtest.timeline import (
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.load import load_catalogue
 from redline.generate.model import Threshold, with_for_override
+from redline.stack import rundir
+from redline.stack.services import Context
 
 CATALOGUE = load_catalogue()
 GRID = Grid(start=0, end=600, step=60)
@@ -188,3 +190,16 @@ def test_the_stacks_own_prometheus_is_read_with_the_run_folders_credentials(
     assert found.stat().st_mode & 0o777 == 0o600
     other = cli.parser().parse_args(["--prometheus", "http://elsewhere:9090"])
     assert cli.stack_basic_auth(other, work) is None  # another datasource never gets the stack's password
+
+
+def test_the_default_datasource_is_where_the_stack_keeps_its_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDLINE_RUN_DIR", str(tmp_path))
+    monkeypatch.delenv("REDLINE_PORT_PROMETHEUS", raising=False)
+    monkeypatch.delenv("REDLINE_PORT_VICTORIA_METRICS", raising=False)
+    assert cli.stack_history() == "http://127.0.0.1:9090"  # no stack started here: its Prometheus
+    rundir.save_context(Context(run_dir=tmp_path, ha=True, scale=True), [])
+    assert cli.stack_history() == "http://127.0.0.1:8428"  # redline up --scale: VictoriaMetrics
+    rundir.save_context(Context(run_dir=tmp_path), [])
+    assert cli.stack_history() == "http://127.0.0.1:9090"

@@ -13,6 +13,7 @@ import bcrypt
 import pytest
 from starlette.testclient import TestClient
 
+from redline.console import cli as console_cli
 from redline.console.app import build_app
 from redline.console.charts import Line, Series, intervals, signal_chart, visible_span
 from redline.console.runbooks import RUNBOOKS, Runbooks, render
@@ -23,6 +24,8 @@ from redline.generate.conventions import panel_id
 from redline.generate.load import load_catalogue
 from redline.paths import ROOT
 from redline.receivers.ledger import Ledger
+from redline.stack import rundir
+from redline.stack.services import Context
 from redline.testing.notifications import notification
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: pages under test must not need it
@@ -105,6 +108,46 @@ def test_a_young_series_is_asked_again_at_the_step_of_the_span_shown(age: float,
     polyline = re.search(r'<polyline[^>]* points="([^"]+)"', svg)
     assert polyline is not None and len(polyline.group(1).split()) >= min(age, shown) / (shown / 240)
     assert re.search(r'<circle class="latest" cx="748.0" cy="[\d.]+"', svg)
+
+
+class AnsweringNothing(Prometheus):
+    """A Prometheus that must not be asked for ranges (the history is elsewhere); its external labels."""
+
+    def __init__(self) -> None:
+        super().__init__(UNREACHABLE)
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        raise AssertionError(f"range query {expr!r} sent to the replica, not to the history")
+
+    def external_labels(self) -> dict[str, str]:
+        return {"stack": "redline"}
+
+
+def test_charts_read_the_history_and_the_replica_only_for_its_external_labels() -> None:
+    """With --scale the console asks VictoriaMetrics (--history) for the signal and firing intervals,
+    the replica for what is happening now."""
+    now = 1_800_000_000.0
+    history = YoungPrometheus(now, 7200.0)
+    nowhere = Alertmanagers([UNREACHABLE])
+    console = Console(load_catalogue(), AnsweringNothing(), nowhere, "sqlite:///unused", history=history)
+    labels = {"alertname": "TmuxMonitorMemoryHigh", "severity": "critical", "system": "tmux"}
+    labels |= {"job": "tmux-monitor", "instance": "127.0.0.1:9", "stack": "redline"}
+    assert console.chart(labels, now=now) is not None
+    assert [expr.split("{")[0] for expr, *_ in history.asked][-1] == "ALERTS"
+    assert 'stack="redline"' not in history.asked[-1][0]  # the replica's external label left out
+    assert any("resident" in expr for expr, *_ in history.asked)
+
+
+def test_the_default_history_is_the_stacks_store_with_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDLINE_RUN_DIR", str(tmp_path))
+    monkeypatch.delenv("REDLINE_PORT_VICTORIA_METRICS", raising=False)
+    assert console_cli.stack_history("http://p:9090") == "http://p:9090"  # no stack: --prometheus
+    rundir.save_context(Context(run_dir=tmp_path, ha=True, scale=True), [])
+    assert console_cli.stack_history("http://p:9090") == "http://127.0.0.1:8428"
+    rundir.save_context(Context(run_dir=tmp_path), [])
+    assert console_cli.stack_history("http://p:9090") == "http://p:9090"
 
 
 def test_runbooks_render_with_an_anchor_per_alert_and_escape_html() -> None:

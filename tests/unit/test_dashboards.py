@@ -104,13 +104,15 @@ def steps_of(panel: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_provisioned_datasources_have_fixed_uids_and_urls_from_the_environment() -> None:
-    sources = {
-        s["type"]: s
-        for s in yaml.safe_load((PROVISIONING / "datasources" / "redline.yml").read_text())["datasources"]
-    }
+    listed = yaml.safe_load((PROVISIONING / "datasources" / "redline.yml").read_text())["datasources"]
+    sources = {s["type"]: s for s in listed if s["uid"] != "redline-history"}
     assert sources["prometheus"]["uid"] == PROMETHEUS_UID
     assert sources["prometheus"]["url"] == "${PROMETHEUS_URL}"
     assert sources["prometheus"]["isDefault"] is True
+    # long-term data: VictoriaMetrics with --scale / profile scale (redline/storage.py history)
+    history = next(s for s in listed if s["uid"] == "redline-history")
+    assert history["type"] == "prometheus" and history["url"] == "${REDLINE_HISTORY_URL}"
+    assert history["basicAuth"] is True and not history.get("isDefault")
     assert sources["alertmanager"]["uid"] == ALERTMANAGER_UID
     assert sources["alertmanager"]["name"] == ALERTMANAGER_NAME
     assert sources["alertmanager"]["url"] == "${ALERTMANAGER_URL}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from redline import durations, storage, topology
+from redline import credentials, durations, storage, topology
 from redline.paths import ROOT
 from redline.stack import services as stack
 
@@ -97,11 +97,40 @@ def test_compose_uses_the_same_numbers() -> None:
     assert f"-dedup.minScrapeInterval={storage.dedup_interval()}" in vm
     assert f"-storage.minFreeDiskSpaceBytes={storage.LONG_TERM_MIN_FREE_DISK}" in vm
     assert COMPOSE["prometheus-2"]["profiles"] == COMPOSE[storage.LONG_TERM]["profiles"] == ["scale"]
+    ruler = COMPOSE[storage.LONG_TERM_RULER]
+    assert f"-evaluationInterval={storage.LONG_TERM_EVAL_INTERVAL}" in ruler["command"]
+    assert ruler["profiles"] == ["scale"]
 
 
 def test_scale_endpoints_are_only_in_the_scale_stack() -> None:
     rows = {row.name for row in topology.ENDPOINTS if row.scale_only}
-    assert rows == {"prometheus-2", storage.LONG_TERM}
+    assert rows == {"prometheus-2", storage.LONG_TERM, storage.LONG_TERM_RULER}
     single = {row.name for s in stack.SERVICES for row in s.endpoints(_ctx(False))}
     scaled = {row.name for s in stack.SERVICES for row in s.endpoints(_ctx(True))}
     assert not rows & single and rows <= scaled
+
+
+def test_vmalert_reads_and_writes_the_store_with_the_long_term_rules() -> None:
+    flags = _command(storage.LONG_TERM_RULER)
+    store = _ctx(True).url(storage.LONG_TERM)
+    assert f"-datasource.url={store}" in flags and f"-remoteWrite.url={store}" in flags
+    assert any(f.endswith("/prometheus/long-term/rules.yml") and f.startswith("-rule=") for f in flags)
+    assert f"-evaluationInterval={storage.LONG_TERM_EVAL_INTERVAL}" in flags
+    assert flags.count("-datasource.basicAuth.username=redline") == 1
+    assert flags.count("-remoteWrite.basicAuth.username=redline") == 1
+    assert "-httpAuth.username=redline" in flags
+    assert not any("password=" in f and "file://" not in f for f in flags), "a password on the command line"
+
+
+def test_history_is_the_store_with_scale_and_prometheus_otherwise(tmp_path: Path) -> None:
+    assert _ctx(True).history_url == _ctx(True).url(storage.LONG_TERM) == "http://127.0.0.1:8428"
+    assert _ctx(False).history_url == _ctx(False).url("prometheus") == "http://127.0.0.1:9090"
+    console = next(s for s in stack.SERVICES if s.name == "console")
+    grafana = next(s for s in stack.SERVICES if s.name == "grafana")
+    password = credentials.secret_path(tmp_path, credentials.WEB_PASSWORD_FILE)
+    credentials.ensure_secret(password, make_folder=True)
+    for scale in (False, True):
+        ctx = stack.Context(run_dir=tmp_path, ha=scale, scale=scale)
+        assert f"--history={ctx.history_url}" in console.command(ctx)
+        assert f"--prometheus={ctx.url('prometheus')}" in console.command(ctx)  # alerts, now: the replica
+        assert grafana.env(ctx)["REDLINE_HISTORY_URL"] == ctx.history_url

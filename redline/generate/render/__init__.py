@@ -14,6 +14,7 @@ from redline.generate.render.alertmanager_routes import render_alertmanager_rout
 from redline.generate.render.common import RenderError
 from redline.generate.render.contract import render_contract
 from redline.generate.render.dashboards import render_dashboards
+from redline.generate.render.long_term import render_long_term_rules
 from redline.generate.render.otlp_labels import render_otlp_labels
 from redline.generate.render.postgres_init import render_postgres_init
 from redline.generate.render.promtool_tests import render_promtool_tests
@@ -30,6 +31,7 @@ RENDERERS: list[Renderer] = [
     render_rules,
     render_promtool_tests,
     render_runbooks,
+    render_long_term_rules,
     render_dashboards,
     render_alertmanager_route_tests,
     render_contract,
