@@ -356,6 +356,12 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+def _cut(connection: socket.socket) -> None:
+    """Close an idle connection for a queued one: its thread sees the end of the stream and moves on."""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+
+
 class _Server(socketserver.TCPServer):
     """Serves each connection on a daemon thread; finished threads wait for the next connection.
 
@@ -395,6 +401,7 @@ class _Server(socketserver.TCPServer):
         self._waiting = 0  # connection threads waiting in _next_connection() and not yet handed one
         self._threads = 0  # connection threads alive
         self._idle: dict[socket.socket, None] = {}  # connections waiting for a request, longest first
+        self._cut: set[socket.socket] = set()  # idle ones closed for a queued connection, thread not back yet
         self._lock = threading.Lock()
         self._connection_accepted = threading.Condition(self._lock)
         super().__init__(address, _Handler)
@@ -428,23 +435,37 @@ class _Server(socketserver.TCPServer):
             if self._threads < self.max_connection_threads:
                 self._threads += 1
                 start = True
-            elif self._idle:  # every thread taken: free the one whose connection idles longest
-                idle = next(iter(self._idle))
-                del self._idle[idle]
+            else:
+                idle = self._idle_to_cut()
         if start:
             name = f"metrics-connection-{self.server_address[1]}"
             threading.Thread(target=self._serve_connections, name=name, daemon=True).start()
         elif idle is not None:
-            with contextlib.suppress(OSError):
-                idle.shutdown(socket.SHUT_RDWR)  # its thread sees the end of the stream and moves on
+            _cut(idle)
+
+    def _idle_to_cut(self) -> socket.socket | None:
+        """Under the lock, every thread taken: the connection idle longest, to close for a queued one,
+        while more connections queue than closed idle ones are about to free threads for."""
+        if not self._idle or len(self._accepted) <= len(self._cut):
+            return None
+        idle = next(iter(self._idle))
+        del self._idle[idle]
+        self._cut.add(idle)
+        return idle
 
     def set_idle(self, connection: socket.socket, idle: bool) -> None:
-        """A connection thread waits for a request on `connection` (idle), or has one."""
+        """A connection thread waits for a request on `connection` (idle), or has one. A connection that
+        queued while every thread was busy, before any was idle, gets the thread of the first to idle."""
+        cut = None
         with self._lock:
             if idle:
                 self._idle[connection] = None
+                if self._threads >= self.max_connection_threads:
+                    cut = self._idle_to_cut()
             else:
                 self._idle.pop(connection, None)
+        if cut is not None:
+            _cut(cut)
 
     def _refuse(self, request: Any) -> None:
         """503 and close: more connections wait than the queue holds (TLS ones are only closed)."""
@@ -464,6 +485,7 @@ class _Server(socketserver.TCPServer):
             finally:
                 with self._lock:
                     self._open.discard(request)
+                    self._cut.discard(request)  # this thread takes the next queued connection now
                 self.shutdown_request(request)
 
     def _next_connection(self) -> tuple[Any, Any] | None:

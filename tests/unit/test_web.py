@@ -479,6 +479,45 @@ def test_busy_threads_and_a_full_queue_answer_503(registry: CollectorRegistry) -
         server.shutdown()
 
 
+def test_a_connection_queued_behind_a_kept_alive_request_gets_its_thread_when_that_request_ends(
+    registry: CollectorRegistry,
+) -> None:
+    """Queued while the only thread was busy, with nothing idle to close: when the busy request ends and
+    its connection stays open (keep-alive), that idle connection is closed for the queued one at once,
+    not after the 30 s handler timeout."""
+    release, entered = threading.Event(), threading.Event()
+
+    def block(environ: dict) -> tuple[int, str, bytes]:
+        entered.set()
+        release.wait(10)
+        return 200, "text/plain", b"done"
+
+    server = serve(registry, "127.0.0.1:0", routes={"/block": block})
+    httpd = server._httpd
+    httpd.max_connection_threads = 1
+    kept = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    queued = socket.socket()
+    try:
+        kept.request("GET", "/block")
+        assert entered.wait(5)  # the only thread is in the request: nothing idle
+        queued.settimeout(5)
+        queued.connect((server.host, server.port))
+        queued.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        wait_until(lambda: len(httpd._accepted) == 1, timeout=5, interval=0.01)
+        release.set()
+        response = kept.getresponse()
+        assert (response.status, response.read(), response.getheader("Connection")) == (200, b"done", None)
+        assert queued.recv(4096).startswith(b"HTTP/1.1 200")
+        kept.request("GET", "/-/healthy")  # the kept-alive connection was the one closed to make room
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            kept.getresponse()
+    finally:
+        release.set()
+        kept.close()
+        queued.close()
+        server.shutdown()
+
+
 def test_a_port_in_use_is_the_bind_error_itself() -> None:
     """TCPServer closes the server when bind fails, before __init__ ends: the error stays EADDRINUSE."""
     with socket.socket() as holder:
