@@ -74,9 +74,22 @@ def scraped_samples(
     }
 
 
+# How long the store may take to hold the survivor's last samples: its remote-write batches go at least
+# every second, but a loaded machine delays them by seconds.
+STORE_CATCH_UP_S = 30.0
+
+
+def dedup_bucket(timestamp: float) -> int:
+    """The -dedup.minScrapeInterval interval k a sample falls in. VictoriaMetrics' intervals end on a
+    multiple of it and include their end, ((k-1)*d, k*d] in milliseconds: a sample at exactly k*d shares
+    its interval with the samples just before it, not after."""
+    interval_ms = round(DEDUP_S * 1000)
+    return -(-round(timestamp * 1000) // interval_ms)
+
+
 def dedup_buckets(timestamps: list[float]) -> set[int]:
     """The -dedup.minScrapeInterval intervals these samples fall in (the store keeps one per interval)."""
-    return {math.floor(t / DEDUP_S) for t in timestamps}
+    return {dedup_bucket(t) for t in timestamps}
 
 
 def longest_gap(timestamps: list[float]) -> float:
@@ -144,19 +157,23 @@ def kill_round(
     if not restart_before_resolve:
         restart(sandbox, victim)
     ended = time.time()
-    # the incident's series, once the surviving replica's last samples have been sent
-    time.sleep(3)
-    samples = store_samples(sandbox, INCIDENT_SERIES, started, ended)
-    gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in samples.items()}
-    # what the replica that stayed up scraped meanwhile: the store must hold every interval of it
+    # what the replica that stayed up scraped meanwhile: the store must hold every interval of it, once
+    # remote write has delivered its last seconds (bounded: a sample still absent then is lost)
     survivor = next(name for name in REPLICAS if name != victim)
     scraped = scraped_samples(sandbox, survivor, INCIDENT_SERIES, started, ended)
     survivor_gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in scraped.items()}
-    inner = set(range(math.floor(started / DEDUP_S) + 1, math.floor(ended / DEDUP_S)))  # whole intervals
-    missing = {
-        dict(key).get("env", ""): len((dedup_buckets(ts) - dedup_buckets(samples.get(key, []))) & inner)
-        for key, ts in scraped.items()
-    }
+    inner = set(range(dedup_bucket(started) + 1, dedup_bucket(ended)))  # whole intervals
+    deadline = time.monotonic() + STORE_CATCH_UP_S
+    while True:
+        samples = store_samples(sandbox, INCIDENT_SERIES, started, ended)
+        missing = {
+            dict(key).get("env", ""): len((dedup_buckets(ts) - dedup_buckets(samples.get(key, []))) & inner)
+            for key, ts in scraped.items()
+        }
+        if not any(missing.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    gaps = {dict(key).get("env", ""): longest_gap(ts) for key, ts in samples.items()}
     resolved_at = _wait_resolved(sandbox, since)
     refired = None
     if resolved_at is not None:  # a replica that still fires after the other resolved would page again

@@ -10,6 +10,7 @@ import yaml
 from redline import credentials, durations, storage, topology
 from redline.paths import ROOT
 from redline.stack import services as stack
+from redline.testing import scale_ha
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 
@@ -134,3 +135,11 @@ def test_history_is_the_store_with_scale_and_prometheus_otherwise(tmp_path: Path
         assert f"--history={ctx.history_url}" in console.command(ctx)
         assert f"--prometheus={ctx.url('prometheus')}" in console.command(ctx)  # alerts, now: the replica
         assert grafana.env(ctx)["REDLINE_HISTORY_URL"] == ctx.history_url
+
+
+def test_dedup_intervals_are_victoriametrics_own_ending_on_a_multiple_and_including_it() -> None:
+    """lib/storage/dedup.go keeps one sample per ((k-1)*d, k*d]: a sample at exactly k*d belongs with
+    the ones just before it (the HA tests count the store's samples with this)."""
+    assert scale_ha.DEDUP_S == 1
+    assert [scale_ha.dedup_bucket(t) for t in (11.001, 11.999, 12.0, 12.001)] == [12, 12, 12, 13]
+    assert scale_ha.dedup_buckets([11.5, 12.0, 12.4]) == {12, 13}
