@@ -28,7 +28,7 @@ from redline.backtest.timeline import Grid
 from redline.generate.load import CatalogueError
 from redline.generate.model import parse_duration
 from redline.paths import ALERTMANAGER, run_dir
-from redline.stack.rundir import load_context
+from redline.stack.rundir import history_url
 
 EXIT_BACKEND = 1
 EXIT_INVALID = 2
@@ -152,14 +152,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def stack_history() -> str:
-    """The default datasource: where the stack in the run folder keeps its history (its stack.yml, see
-    redline/storage.py history): VictoriaMetrics with --scale, which holds both replicas' samples for
-    longer than either replica, else the stack's Prometheus."""
-    ctx, _services = load_context(run_dir())
-    return ctx.history_url
-
-
 def stack_basic_auth(args: argparse.Namespace, folder: Path) -> Path | None:
     """The run folder's credentials as a user:password file (0600), when the datasource is the stack's
     own (no --prometheus) and no other credentials were given; None otherwise."""
@@ -217,7 +209,7 @@ def run(args: argparse.Namespace, progress: analysis.Progress, started: float) -
         base_rules = rules.add_catalogue(base)
         other_rules = rules.add_catalogue(other[0]) if other else None
         basic_auth_file = args.basic_auth_file or stack_basic_auth(args, workdir)
-        url = args.prometheus or stack_history()
+        url = args.prometheus or history_url()
         source = authenticated(url, args.bearer_token_file, basic_auth_file, workdir)
         progress(
             f"{len(rules.rules)} alert rules and {len(rules.signals)} signals over {iso(grid.start)} .. "

@@ -22,8 +22,8 @@ from redline.console.upstream import Alertmanagers, Credentials, Prometheus
 from redline.console.views import Console
 from redline.credentials import CredentialsError, read_secret
 from redline.generate.load import CatalogueError, load_catalogue
-from redline.paths import ROOT, ledger_url, run_dir
-from redline.stack.rundir import load_context
+from redline.paths import ROOT, ledger_url
+from redline.stack.rundir import history_url
 from redline.telemetry.web import WebConfigError, parse_listen
 
 PROG = "redline console"
@@ -70,13 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stack_history(prometheus: str) -> str:
-    """The default of --history: the history URL of the stack in the run folder when it runs with --scale
-    (its stack.yml; redline/storage.py history), else the Prometheus the console asks."""
-    ctx, _services = load_context(run_dir())
-    return ctx.history_url if ctx.scale else prometheus
-
-
 def main(argv: list[str]) -> int:
     """Serve the console until SIGTERM/SIGINT."""
     args = _parser().parse_args(argv)
@@ -88,7 +81,7 @@ def main(argv: list[str]) -> int:
                 raise ValueError("--upstream-user needs --upstream-password-file")
             credentials = Credentials(args.upstream_user, read_secret(args.upstream_password_file))
         alertmanagers = args.alertmanager or [f"http://127.0.0.1:{topology.port('alertmanager')}"]
-        history = args.history or stack_history(args.prometheus)
+        history = args.history or history_url(otherwise=args.prometheus)
         console = Console(
             load_catalogue(args.catalogue),
             Prometheus(args.prometheus.rstrip("/"), credentials),

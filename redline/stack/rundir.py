@@ -20,7 +20,7 @@ from psycopg import sql
 
 from redline import credentials, inventory, pg_roles, storage, topology
 from redline.demo.pipeline import reference_schema
-from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT
+from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT, run_dir
 from redline.pg_roles import PG_ADMIN, PG_ROLES
 from redline.stack.services import (
     PG_BIN,
@@ -197,6 +197,14 @@ def load_context(folder: Path) -> tuple[Context, list[Service]]:
         inventory_file=Path(state["inventory_file"]) if state.get("inventory_file") else None,
     )
     return ctx, [s for s in SERVICES if s.name in state.get("services", ())]
+
+
+def history_url(otherwise: str | None = None) -> str:
+    """Where the stack in the run folder keeps its history (its stack.yml; redline/storage.py history):
+    VictoriaMetrics when it runs with --scale, which holds both replicas' samples for longer than either;
+    else `otherwise` when given, or the stack's Prometheus."""
+    ctx, _services = load_context(run_dir())
+    return ctx.history_url if ctx.scale or otherwise is None else otherwise
 
 
 def refresh(folder: Path, alertmanager_yml: Path) -> list[str]:

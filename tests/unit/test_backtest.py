@@ -198,8 +198,8 @@ def test_the_default_datasource_is_where_the_stack_keeps_its_history(
     monkeypatch.setenv("REDLINE_RUN_DIR", str(tmp_path))
     monkeypatch.delenv("REDLINE_PORT_PROMETHEUS", raising=False)
     monkeypatch.delenv("REDLINE_PORT_VICTORIA_METRICS", raising=False)
-    assert cli.stack_history() == "http://127.0.0.1:9090"  # no stack started here: its Prometheus
+    assert rundir.history_url() == "http://127.0.0.1:9090"  # no stack started here: its Prometheus
     rundir.save_context(Context(run_dir=tmp_path, ha=True, scale=True), [])
-    assert cli.stack_history() == "http://127.0.0.1:8428"  # redline up --scale: VictoriaMetrics
+    assert rundir.history_url() == "http://127.0.0.1:8428"  # redline up --scale: VictoriaMetrics
     rundir.save_context(Context(run_dir=tmp_path), [])
-    assert cli.stack_history() == "http://127.0.0.1:9090"
+    assert rundir.history_url() == "http://127.0.0.1:9090"

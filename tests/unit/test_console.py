@@ -13,7 +13,6 @@ import bcrypt
 import pytest
 from starlette.testclient import TestClient
 
-from redline.console import cli as console_cli
 from redline.console.app import build_app
 from redline.console.charts import Line, Series, intervals, signal_chart, visible_span
 from redline.console.runbooks import RUNBOOKS, Runbooks, render
@@ -143,11 +142,11 @@ def test_the_default_history_is_the_stacks_store_with_scale(
 ) -> None:
     monkeypatch.setenv("REDLINE_RUN_DIR", str(tmp_path))
     monkeypatch.delenv("REDLINE_PORT_VICTORIA_METRICS", raising=False)
-    assert console_cli.stack_history("http://p:9090") == "http://p:9090"  # no stack: --prometheus
+    assert rundir.history_url(otherwise="http://p:9090") == "http://p:9090"  # no stack: --prometheus
     rundir.save_context(Context(run_dir=tmp_path, ha=True, scale=True), [])
-    assert console_cli.stack_history("http://p:9090") == "http://127.0.0.1:8428"
+    assert rundir.history_url(otherwise="http://p:9090") == "http://127.0.0.1:8428"
     rundir.save_context(Context(run_dir=tmp_path), [])
-    assert console_cli.stack_history("http://p:9090") == "http://p:9090"
+    assert rundir.history_url(otherwise="http://p:9090") == "http://p:9090"
 
 
 def test_runbooks_render_with_an_anchor_per_alert_and_escape_html() -> None:
