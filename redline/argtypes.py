@@ -19,6 +19,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A whole number greater than zero (a count, a divisor)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
 def add_run_dir(parser: argparse.ArgumentParser, what: str) -> None:
     """--run-dir: the native stack's run folder, `what` saying what the command takes from it."""
     parser.add_argument(

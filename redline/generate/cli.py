@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from redline import checks
+from redline.argtypes import positive_int
 from redline.generate.files import compare, write_files
 from redline.generate.load import CatalogueError, load_catalogue
-from redline.generate.model import Catalogue, for_override, with_for_override
+from redline.generate.model import Catalogue, for_override, with_for_override, with_window_divisor
 from redline.generate.render import RenderError, render_all
 from redline.generate.validate import check_promql, validate
 from redline.paths import ROOT
@@ -59,6 +60,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
             help="replace every alert's 'for' with DURATION, or divide it by N with /N for a time-scaled "
             "run (end-to-end tests; write to another --out)",
         )
+        parser.add_argument(
+            "--window-divisor",
+            metavar="N",
+            type=positive_int,
+            help="divide the SLO windows and periods, and the windows and offsets of signals that read "
+            "history (the qerrors baseline), by N (never below 5s): a time-scaled run whose history is "
+            "minutes old (the client suite's SLO tests; write to another --out)",
+        )
     else:
         parser.add_argument(
             "--root", type=Path, default=ROOT, help="tree to compare (default: the repository)"
@@ -75,12 +84,17 @@ def build(catalogue_dir: Path | None, inventory_path: Path | None = None) -> Cat
 
 
 def render_files(
-    catalogue_dir: Path | None, for_override: str | None = None, inventory_path: Path | None = None
+    catalogue_dir: Path | None,
+    for_override: str | None = None,
+    inventory_path: Path | None = None,
+    window_divisor: int | None = None,
 ) -> dict[str, str]:
     """The whole pipeline in memory; raises CatalogueError / RenderError. Nothing is written."""
     catalogue = build(catalogue_dir, inventory_path)
     if for_override is not None:
         catalogue = with_for_override(catalogue, for_override)
+    if window_divisor is not None:
+        catalogue = with_window_divisor(catalogue, window_divisor)
     return render_all(catalogue)
 
 
@@ -123,7 +137,7 @@ def main(argv: list[str]) -> int:
             print(f"redline generate: --for-override: {err}", file=sys.stderr)
             return EXIT_INVALID
     try:
-        files = render_files(args.catalogue, override, args.inventory)
+        files = render_files(args.catalogue, override, args.inventory, getattr(args, "window_divisor", None))
     except (CatalogueError, RenderError) as err:
         print(f"redline {command}: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -332,6 +332,63 @@ def for_override(override: str) -> Callable[[str], str]:
     return lambda current: format_duration(max(1, round(parse_duration(current) / divisor)))
 
 
+# A range window ([1h], or a subquery's range [1h:1m]) or an offset (offset 1w): its duration in group 1 or 2.
+_WINDOW_OR_OFFSET_RE = re.compile(
+    r"\[(\d+[smhdw](?:\d+[smhdw])*)(?=[\]:])|\boffset\s+(\d+[smhdw](?:\d+[smhdw])*)"
+)
+# A divided window is never shorter than this: rate() needs two samples, and a time-scaled stack scrapes
+# its targets every second (prometheus.yml), so a window keeps five of them.
+WINDOW_FLOOR_SECONDS = 5
+
+
+def window_divisor(divisor: int) -> Callable[[str], str]:
+    """A duration divided by `divisor` (at least WINDOW_FLOOR_SECONDS), for a time-scaled run.
+    ValueError when divisor is not a whole number above 0."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"{divisor!r} is not a whole number above 0")
+    return lambda text: format_duration(max(WINDOW_FLOOR_SECONDS, round(parse_duration(text) / divisor)))
+
+
+def divide_windows(query: str, divide: Callable[[str], str]) -> str:
+    """The PromQL with every range window and offset replaced by divide(it); subquery steps stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return f"[{divide(match.group(1))}"
+        return f"offset {divide(match.group(2))}"
+
+    return _WINDOW_OR_OFFSET_RE.sub(replace, query)
+
+
+def with_window_divisor(catalogue: Catalogue, divisor: int) -> Catalogue:
+    """A copy of the catalogue for a time-scaled run whose history is minutes old: the burn-rate tiers'
+    windows, each SLO's period, and the windows and offsets of every threshold signal that reads history
+    (an `offset`: the qerrors baseline) divided by `divisor` (window_divisor). Thresholds, objectives and
+    factors are unchanged, so each alert decides as before on a clock `divisor` times faster."""
+    divide = window_divisor(divisor)
+
+    def threshold(t: Threshold) -> Threshold:
+        if not re.search(r"\boffset\b", t.signal):
+            return t
+        return dataclasses.replace(t, signal=divide_windows(t.signal, divide))
+
+    systems = [
+        dataclasses.replace(
+            s,
+            thresholds=[threshold(t) for t in s.thresholds],
+            slos=[dataclasses.replace(slo, period=divide(slo.period)) for slo in s.slos],
+        )
+        for s in catalogue.systems
+    ]
+    tiers = tuple(
+        dataclasses.replace(t, long_window=divide(t.long_window), short_window=divide(t.short_window))
+        for t in catalogue.settings.burn_rates
+    )
+    return dataclasses.replace(
+        catalogue, systems=systems, settings=dataclasses.replace(catalogue.settings, burn_rates=tiers)
+    )
+
+
 def with_for_override(catalogue: Catalogue, override: str) -> Catalogue:
     """A copy of the catalogue whose every alert (thresholds and burn-rate tiers) has the `for` that
     for_override(override) gives it."""

@@ -89,10 +89,12 @@ def _free_port_pair(taken: set[int]) -> int:
     raise RuntimeError("no pair of free ports found on 127.0.0.1")
 
 
-def render_rules(for_override: str, out: Path) -> Path:
-    """Render the catalogue with every `for` replaced (test-only); returns the rules folder."""
+def render_rules(for_override: str, out: Path, window_divisor: int | None = None) -> Path:
+    """Render the catalogue with every `for` replaced and, with window_divisor, the SLO and history windows
+    divided (`redline generate --window-divisor`; test-only); returns the rules folder."""
+    divided = [] if window_divisor is None else ["--window-divisor", str(window_divisor)]
     result = subprocess.run(
-        [*REDLINE, "generate", "--out", str(out), "--for-override", for_override],
+        [*REDLINE, "generate", "--out", str(out), "--for-override", for_override, *divided],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -4,7 +4,9 @@ One native stack for the whole suite (Prometheus, Alertmanager, the pager-sink, 
 from `redline up --only`, on free ports), with the rules rendered by `redline generate --for-override 3s` and
 Alertmanager's group timers capped at 2 s, as tests/e2e does: what is decided is unchanged, no test waits
 for a real `for`. A client joins by a target file in the stack's file_sd folder (as a team's service
-would), by a /health URL the stack's blackbox_exporter probes, or by pushing OTLP to its vmagent. Node's
+would), by a /health URL the stack's blackbox_exporter probes, or by pushing OTLP to its vmagent. The alerts
+whose windows need hours of history (SLO burn rates, the qerrors baseline) run on a second stack, slo_stack,
+whose rules also have those windows divided (`redline generate --window-divisor`). Node's
 packages and Debian's chromium come from `make setup`; a missing one fails with the line that installs it.
 """
 
@@ -30,6 +32,7 @@ from redline.testing.snippets import write_snippets
 NODE_DIR = ROOT / "tests" / "clients" / "node"
 CHROMIUM = Path("/usr/bin/chromium")
 FOR_OVERRIDE = "3s"
+WINDOW_DIVISOR = 360  # redline generate --window-divisor of slo_stack
 SERVICES = ["prometheus", "alertmanager", "pager-sink", "vmagent", "blackbox"]
 
 
@@ -93,14 +96,30 @@ class ClientStack:
         return {"OTEL_EXPORTER_OTLP_METRICS_HEADERS": ",".join(pairs)}
 
 
-@pytest.fixture(scope="session")
-def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
-    tmp = tmp_path_factory.mktemp("clients")
-    rules = render_rules(FOR_OVERRIDE, tmp / "generated")
+@contextlib.contextmanager
+def stack(tmp: Path, window_divisor: int | None = None) -> Iterator[ClientStack]:
+    """The suite's services with the rules of `redline generate --for-override 3s` (and --window-divisor)."""
+    rules = render_rules(FOR_OVERRIDE, tmp / "generated", window_divisor)
     am = alertmanager_config_with_timers(tmp / "alertmanager.yml", group_wait="2s", group_interval="2s")
     with Sandbox(rules_dir=rules, alertmanager_config=am, only=SERVICES) as sandbox:
         sandbox.wait_sending_to_alertmanager()
         yield ClientStack(sandbox)
+
+
+@pytest.fixture(scope="session")
+def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
+    with stack(tmp_path_factory.mktemp("clients")) as clients:
+        yield clients
+
+
+@pytest.fixture(scope="session")
+def slo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
+    """A second stack on a clock WINDOW_DIVISOR times faster for the windows that need history: the SLO
+    burn-rate windows (1h is 10 s, 3d 12 min) and the qerrors baseline (a week ago is 28 min ago), so a
+    burn fires and resolves, and a baseline exists, within a test. Thresholds and factors are the
+    catalogue's; the other alerts read their usual windows."""
+    with stack(tmp_path_factory.mktemp("slo"), WINDOW_DIVISOR) as slo:
+        yield slo
 
 
 def wait_alert(stack: ClientStack, alert: str, status: str, since: int, timeout: float = 90, **labels: str):

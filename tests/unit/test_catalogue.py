@@ -12,7 +12,14 @@ from redline import topology
 from redline.generate.alerts import catalogue_alerts
 from redline.generate.conventions import dashboard_uid, dashboard_url, panel_id, runbook_url
 from redline.generate.load import load_catalogue
-from redline.generate.model import Threshold, parse_duration, with_for_override
+from redline.generate.model import (
+    Threshold,
+    divide_windows,
+    parse_duration,
+    window_divisor,
+    with_for_override,
+    with_window_divisor,
+)
 from redline.paths import ROOT
 
 SOURCES = ROOT / "thresholds" / "sources"  # copies of ../shared/seeds/*.txt and ../shared/DESIGN.md
@@ -180,6 +187,37 @@ def test_a_bad_for_override_is_refused_by_the_model_itself(catalogue, override):
     """Not only the CLI validates: a direct caller of with_for_override gets the same ValueError."""
     with pytest.raises(ValueError):
         with_for_override(catalogue, override)
+
+
+def test_window_divisor_divides_the_windows_that_need_history(catalogue):
+    """The burn-rate windows and SLO periods, and the qerrors baseline's windows and offsets, 360 times
+    shorter (never below 5 s); other signals, thresholds and factors as they were."""
+    scaled = with_window_divisor(catalogue, 360)
+    tiers = [(t.long_window, t.short_window, t.factor) for t in scaled.settings.burn_rates]
+    assert tiers == [("10s", "5s", 14.4), ("1m", "5s", 6), ("4m", "20s", 3), ("12m", "1m", 1)]
+    assert {slo.period for slo in scaled.slos()} == {"2h"}
+    pairs = zip(catalogue.thresholds(), scaled.thresholds(), strict=True)
+    changed = {after.alert_name for before, after in pairs if after != before}
+    assert changed == {"QerrorsErrorRateAboveBaseline"}
+    baseline = next(t.signal for t in scaled.thresholds() if t.alert_name in changed)
+    assert "[10s] offset 28m" in baseline and "[4m] offset 10s" in baseline and "[5s]))" in baseline
+    assert "1w" not in baseline and "[1d]" not in baseline
+
+
+def test_divide_windows_keeps_subquery_steps_and_names():
+    half = window_divisor(2)
+    query = 'max_over_time(rate(x_5m_total{a="[1h]"}[10m])[1h:30s]) / y offset 1d'
+    assert (
+        divide_windows(query, half)
+        == 'max_over_time(rate(x_5m_total{a="[30m]"}[5m])[30m:30s]) / y offset 12h'
+    )
+    assert half("6s") == "5s"  # never below WINDOW_FLOOR_SECONDS
+
+
+@pytest.mark.parametrize("divisor", [0, -3, 2.5, True])
+def test_a_bad_window_divisor_is_refused(catalogue, divisor):
+    with pytest.raises(ValueError, match="whole number above 0"):
+        with_window_divisor(catalogue, divisor)
 
 
 def test_source_copies_are_intact_and_match_shared():

@@ -226,6 +226,15 @@ def test_bad_for_override_is_a_usage_error(tmp_path, capsys, override):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("divisor", ["0", "-1", "2.5", "x"])
+def test_bad_window_divisor_is_a_usage_error(tmp_path, capsys, divisor):
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        cli.main(["generate", "--out", str(tmp_path / "o"), "--window-divisor", divisor])
+    assert exited.value.code == 2
+    assert "--window-divisor" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_routing_labels_are_what_alertmanager_groups_and_inhibits_by() -> None:
     """validate.ROUTING_LABELS keeps alertmanager.yml's grouping and its *Down inhibition whole."""
     config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())

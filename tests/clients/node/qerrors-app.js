@@ -2,21 +2,26 @@
 // metrics.js, loaded from REDLINE_METRICS_JS) in a Node 20 process, with control routes the suite drives.
 //   GET  /metrics                      prom-client's exposition
 //   GET  /heap                         v8.getHeapStatistics() and process.memoryUsage(), as JSON
-//   POST /traffic?hits=N&misses=M&seconds=S&cache=C   lookups per second from now on (0 0: idle)
+//   POST /traffic?hits=N&misses=M&seconds=S&cache=C&errors=F   lookups per second from now on (0 0:
+//                                      idle), a share F of the requests (0 to 1) failing with a timeout
 //   POST /hold?mb=N                    keep N more MB reachable on the V8 heap
 //   POST /release                      drop what /hold keeps
 const http = require('node:http');
 const v8 = require('node:v8');
 const { register, observeRequest } = require(process.env.REDLINE_METRICS_JS);
 
-let traffic = { hits: 0, misses: 0, seconds: 0.01, cache: 'advice' };
+let traffic = { hits: 0, misses: 0, seconds: 0.01, cache: 'advice', errors: 0 };
+let owed = 0; // errors owed: a share F of N requests is exactly F * N of them, spread evenly
 const held = [];
 
 // Every 100 ms, a tenth of the configured lookups per second.
 setInterval(() => {
   for (const [count, hit] of [[traffic.hits, true], [traffic.misses, false]]) {
     for (let i = 0; i < count / 10; i += 1) {
-      observeRequest({ seconds: traffic.seconds, cache: traffic.cache, hit });
+      owed += traffic.errors;
+      const errorType = owed >= 1 ? 'timeout' : undefined;
+      if (errorType) owed -= 1;
+      observeRequest({ seconds: traffic.seconds, cache: traffic.cache, hit, errorType });
     }
   }
 }, 100);
@@ -45,6 +50,7 @@ const server = http.createServer(async (req, res) => {
       misses: Number(query.misses || 0),
       seconds: Number(query.seconds || 0.01),
       cache: query.cache || 'advice',
+      errors: Number(query.errors || 0),
     };
     res.end('ok\n');
   } else if (req.method === 'POST' && url.pathname === '/hold') {
