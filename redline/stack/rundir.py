@@ -18,7 +18,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from redline import credentials, inventory, pg_roles, storage, topology
+from redline import atomic, credentials, inventory, pg_roles, storage, topology
 from redline.demo.pipeline import reference_schema
 from redline.paths import ALERTMANAGER, PROMETHEUS, ROOT, run_dir
 from redline.pg_roles import PG_ADMIN, PG_ROLES
@@ -87,9 +87,7 @@ def write_targets(ctx: Context, services: list[Service]) -> list[str]:
             stale.unlink()
     for name, groups in files.items():
         text = "# Written by redline from redline/topology.py and the inventory.\n" + yaml.safe_dump(groups)
-        staged = folder / f".{name}.yml.tmp"
-        staged.write_text(text)
-        staged.replace(folder / f"{name}.yml")  # file_sd never reads half a file
+        atomic.write_text(folder / f"{name}.yml", text)  # file_sd never reads half a file
     return sorted(files)
 
 
@@ -107,9 +105,7 @@ def write_scale_config(ctx: Context) -> None:
         "# Written by redline up --scale from prometheus/prometheus.yml and redline/storage.py: the HA\n"
         "# replicas' configuration (docs/scale.md); redline reload writes it anew.\n"
     )
-    staged = path.with_name(f".{SCALE_CONFIG}.tmp")
-    staged.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    staged.replace(path)
+    atomic.write_text(path, header + yaml.safe_dump(config, sort_keys=False))
 
 
 def write_alertmanager_profile(ctx: Context) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from redline import atomic
 from redline.paths import ROOT
 from redline.testing.pg import PgCluster, pg_cluster
 from redline.testing.processes import running, wait_until
@@ -64,9 +65,7 @@ class ClientStack:
         `targets` in scrape job `job` with `labels`, as it would a team's service."""
         folder = self.sandbox.run_dir / "prometheus" / "targets"
         text = yaml.safe_dump([{"targets": targets, "labels": labels}])
-        partial = folder / f".{job}-{name}.tmp"
-        partial.write_text(text)
-        partial.replace(folder / f"{job}-{name}.yml")  # file_sd reads whole files only
+        atomic.write_text(folder / f"{job}-{name}.yml", text)  # file_sd reads whole files only
 
     def add_probe(self, name: str, url: str, system: str) -> None:
         """A target file `targets/probes-<name>.yml`: the blackbox job probes `url` through the stack's

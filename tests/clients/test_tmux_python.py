@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from redline import atomic
 from redline.paths import ROOT
 from redline.testing.processes import wait_until
 from redline.testing.snippets import write_snippets
@@ -52,9 +53,7 @@ class Monitor:
     proc: subprocess.Popen | None = None
 
     def set(self, workload: dict) -> None:
-        partial = self.state.with_suffix(".tmp")
-        partial.write_text(json.dumps(workload))
-        partial.replace(self.state)  # the loop never reads half a file
+        atomic.write_text(self.state, json.dumps(workload))  # the loop never reads half a file
 
 
 class Monitors:

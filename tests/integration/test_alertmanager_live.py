@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from redline import atomic
 from redline.generate.model import parse_duration
 from redline.stack.services import AM_PEER_NAMES, AM_PEER_TIMEOUT
 from redline.testing.alertmanager_ha import one_round, wait_settled
@@ -551,9 +552,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # The runner's Prometheus scrapes what its file_sd target files list; prometheus.yml's
         # tmux-monitor job (1 s scrapes) reads targets/tmux-monitor*.yml, which only the demo would write.
         targets = sandbox.run_dir / "prometheus" / "targets"
-        staged = targets / "tmux-monitor-test-switches.yml.tmp"
-        staged.write_text(yaml.safe_dump([{"targets": [f"127.0.0.1:{switches.port}"]}]))
-        staged.rename(targets / "tmux-monitor-test-switches.yml")
+        switches_targets = yaml.safe_dump([{"targets": [f"127.0.0.1:{switches.port}"]}])
+        atomic.write_text(targets / "tmux-monitor-test-switches.yml", switches_targets)
         wait_until(
             lambda: len(sandbox.query('redline_test_switch{job="tmux-monitor"}')) == 2,
             timeout=20,

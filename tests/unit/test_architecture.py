@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "redline.paths",
         "redline.durations",
+        "redline.atomic",
         "redline.topology",
         "redline.safe_yaml",
         "redline.tools",
