@@ -55,7 +55,8 @@ def test_a_range_over_a_recording_rule_becomes_a_subquery_at_the_step() -> None:
     slo = next(s for s in CATALOGUE.slos() if s.id == "availability" and s.system == "tmux")
     expr = inline(slo.error_ratio_for("1h"), records(CATALOGUE), 30, "tmux.yml")
     assert expr == (
-        '1 - avg(avg_over_time((min by (system, env, job, instance) ({__name__=~"up|redline_health_up", '
+        "1 - avg by (system, env) (avg_over_time((min by (system, env, job, instance) ("
+        '{__name__=~"up|redline_health_up", '
         'system="tmux", job="tmux-monitor"})\nor\n0 * max by (system, env, job, instance) (\n'
         '  last_over_time(redline_health_up{system="tmux", job="tmux-monitor"}[1h])\n))[1h:30s]))'
     )

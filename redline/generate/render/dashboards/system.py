@@ -14,7 +14,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 
-from redline.generate.conventions import dashboard_uid, panel_id, runbook_url, slo_record
+from redline.generate.conventions import SLO_BUDGET, dashboard_uid, panel_id, runbook_url, slo_record
 from redline.generate.model import Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
 
@@ -76,7 +76,7 @@ def burn_rate_query(slo: Slo, window: str) -> str:
 
 
 def budget_left_query(slo: Slo) -> str:
-    return f'slo:error_budget_remaining:ratio{{slo="{slo.slo_label}"}}'
+    return f'{SLO_BUDGET}{{slo="{slo.slo_label}"}}'
 
 
 def burn_rate_steps(catalogue: Catalogue) -> list[model.Threshold]:
