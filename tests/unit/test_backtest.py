@@ -204,3 +204,13 @@ def test_the_default_datasource_is_where_the_stack_keeps_its_history(
     assert rundir.history_url() == "http://127.0.0.1:8428"  # redline up --scale: VictoriaMetrics
     rundir.save_context(Context(run_dir=tmp_path), [])
     assert rundir.history_url() == "http://127.0.0.1:9090"
+
+
+def test_the_measured_objective_is_the_worst_envs() -> None:
+    """Each env spends its own budget: a staging at 2% errors is not averaged into production's 0.1%."""
+    times = [0, 60, 120, 180]
+    production = Series({"env": "production"}, times, [0.001] * 4)
+    staging = Series({"env": "staging"}, times, [0.0, 0.02, 0.04, float("nan")])
+    assert analysis.measured_objective([production, staging]) == pytest.approx(0.98)
+    assert analysis.measured_objective([production]) == pytest.approx(0.999)
+    assert analysis.measured_objective([Series({}, [0], [float("nan")])]) is None
