@@ -188,9 +188,14 @@ def slo_compliance(
 
 
 def measured_objective(signal: list[Series]) -> float | None:
-    """1 - the mean error ratio over every evaluation (time-weighted)."""
-    values = [v for s in signal for v in s.values if not math.isnan(v)]
-    return None if not values else 1 - sum(values) / len(values)
+    """1 - the mean error ratio over every evaluation (time-weighted), of the series (one per env) that
+    kept the objective least: each env has its own budget, so their mean would hide a burning one."""
+    measured = []
+    for series in signal:
+        values = [v for v in series.values if not math.isnan(v)]
+        if values:
+            measured.append(1 - sum(values) / len(values))
+    return min(measured, default=None)
 
 
 # ----- notifications per alert ----------------------------------------------------------------------

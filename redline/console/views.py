@@ -17,7 +17,7 @@ from typing import Any
 from redline.console.charts import Line, Series, intervals, signal_chart, visible_span
 from redline.console.upstream import Alertmanagers, Prometheus, UpstreamError, matches
 from redline.generate.alerts import Alert, catalogue_alerts
-from redline.generate.conventions import dashboard_uid, panel_id, tiers_by_severity
+from redline.generate.conventions import SLO_BUDGET, dashboard_uid, panel_id, tiers_by_severity
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import Catalogue, Slo, Threshold, breaches
 from redline.receivers.ledger import Ledger, parse_time
@@ -199,7 +199,7 @@ class Console:
         row |= {"source": item.source, "panel": panel_id(system_id, item.id), "values": []}
         if isinstance(item, Slo):
             row["what"] = f"{item.name}: objective {humanize_percentage(item.objective)} over {item.period}"
-            expr = f'slo:error_budget_remaining:ratio{{slo="{item.slo_label}"}}'
+            expr = f'{SLO_BUDGET}{{slo="{item.slo_label}"}}'  # one per env
             for result in self._instant(expr):
                 left = float(result["value"][1])
                 color = "red" if left <= 0 else ("amber" if left < 0.5 else "green")

@@ -76,6 +76,12 @@ def rule_groups(system: System) -> list[str]:
     return [f"{system.id}-{kind}" for kind, has_rules in present.items() if has_rules]
 
 
+# Per SLO (label slo) and, like the error ratios they come from, per system and env.
+SLO_BUDGET = "slo:error_budget_remaining:ratio"  # 1 - the period's error ratio / the error budget
+# Per SLO only: the objective is the same in every env (a constant, never matched against a ratio).
+SLO_OBJECTIVE = "slo:objective:ratio"
+
+
 def slo_record(window: str) -> str:
     """Recording rule name of an SLO's error ratio over one window."""
     return f"slo:sli_error:ratio_rate{window}"

@@ -265,7 +265,10 @@ class Slo(Strict):
     summary: Text = Field(description="annotation summary (the burn speed is appended)")
     objective: float = Field(gt=0, lt=1, description="ratio, e.g. 0.999 for 99.9%")
     period: Duration = Field(description="the SLO window, e.g. 30d")
-    error_ratio: Text = Field(description="PromQL of the error ratio with {window} (and {le} when le is set)")
+    error_ratio: Text = Field(
+        description="PromQL of the error ratio with {window} (and {le} when le is set); per system and env: "
+        "every aggregation keeps both"
+    )
     le: float | None = Field(None, description="histogram bucket the query uses; one of the metric's buckets")
     metric: Text = Field(description="the contract metric the error ratio reads")
     quote: Text = Field(description="the line of the source document the objective comes from")

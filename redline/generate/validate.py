@@ -2,7 +2,8 @@
 
 `validate` needs no binary: unique names and records, alert prefixes, every metric a query reads in a
 contract (or the file's external_metrics), each entry's metric read by its query, thresholds on histogram
-bucket bounds, range windows the generated tests can fill, panel ids that do not collide. `check_promql`
+bucket bounds, range windows the generated tests can fill, panel ids that do not collide, signals and SLO
+error ratios that keep the routing labels (system, env). `check_promql`
 parses every expression with the pinned promtool in one call; each expression goes into its own rule
 group named e<N>, so promtool's message ('group "e7", rule 1, ...') names exactly one catalogue field.
 Both raise CatalogueError (file, entry, field) for the first problem.
@@ -31,15 +32,15 @@ from redline.generate.model import (
     reads_metric,
     series_names,
 )
-from redline.generate.promql import PromqlNameError, metric_names
+from redline.generate.promql import PromqlNameError, calls, groupings, metric_names
 
 GROUP_ERROR_RE = re.compile(r'group "e(\d+)", rule \d+, "[^"]*": (.*)')
 RANGE_RE = re.compile(r"\[(\d+[smhdw])\]")
 # Alertmanager groups notifications and inhibits alerts by these labels (alertmanager.yml's group_by and
 # its inhibit rules' `equal`): a signal that aggregates one of them away puts a staging breach in the
-# production page and lets one environment's *Down mute the other's alerts.
+# production page and lets one environment's *Down mute the other's alerts, and an SLO computed across
+# environments spends production's budget on staging's errors.
 ROUTING_LABELS = ("system", "env")
-_AGGREGATION_RE = re.compile(r"\b(by|without)\s*\(([^)]*)\)")
 
 
 def validate(catalogue: Catalogue) -> None:
@@ -184,7 +185,7 @@ def _check_threshold(
     metric: MetricSpec,
     record_owner: dict[str, tuple[str, str]],
 ) -> None:
-    _check_keeps_routing_labels(system, item)
+    _check_keeps_routing_labels(system, item.id, "signal", item.signal)
     interval = catalogue.settings.test_interval
     for window in RANGE_RE.findall(item.signal):
         if parse_duration(window) < 2 * parse_duration(interval):
@@ -206,21 +207,32 @@ def _check_threshold(
             _check_bucket(system, item.id, field_name, number, metric)
 
 
-def _check_keeps_routing_labels(system: System, item: Threshold) -> None:
-    for keyword, clause in _AGGREGATION_RE.findall(item.signal):
-        labels = {label.strip() for label in clause.split(",")}
-        lost = [label for label in ROUTING_LABELS if (label in labels) == (keyword == "without")]
+def _check_keeps_routing_labels(system: System, entry_id: str, field_name: str, query: str) -> None:
+    """Every aggregation of the query keeps ROUTING_LABELS, and no `vector(...)`, which has no labels,
+    stands in for a series of a query that reads metrics (a query reading nothing, the Watchdog's
+    vector(1), has nothing to route by)."""
+    for grouping in groupings(query):
+        lost = [label for label in ROUTING_LABELS if not grouping.keeps(label)]
         if lost:
             raise CatalogueError(
                 system.file,
-                item.id,
-                "signal",
-                f"{keyword} ({clause}) aggregates away {', '.join(lost)}, which Alertmanager groups and "
-                "inhibits by (alertmanager.yml): keep it in every by (...)",
+                entry_id,
+                field_name,
+                f"{grouping} aggregates away {', '.join(lost)}, which Alertmanager groups and inhibits "
+                f"by (alertmanager.yml): keep {' and '.join(ROUTING_LABELS)} in every by (...)",
             )
+    if "vector" in calls(query) and metric_names(query):
+        raise CatalogueError(
+            system.file,
+            entry_id,
+            field_name,
+            f"vector(...) has no labels, so the series it stands in for has no {', '.join(ROUTING_LABELS)}: "
+            f"write 'or 0 * sum by ({', '.join(ROUTING_LABELS)}) (...)' over a series that is there",
+        )
 
 
 def _check_slo(system: System, slo: Slo, metric: MetricSpec) -> None:
+    _check_keeps_routing_labels(system, slo.id, "error_ratio", slo.error_ratio_for("5m"))
     if slo.le is None:
         return
     if metric.type != "histogram":

@@ -55,7 +55,8 @@ def test_a_range_over_a_recording_rule_becomes_a_subquery_at_the_step() -> None:
     slo = next(s for s in CATALOGUE.slos() if s.id == "availability" and s.system == "tmux")
     expr = inline(slo.error_ratio_for("1h"), records(CATALOGUE), 30, "tmux.yml")
     assert expr == (
-        '1 - avg(avg_over_time((min by (system, env, job, instance) ({__name__=~"up|redline_health_up", '
+        "1 - avg by (system, env) (avg_over_time((min by (system, env, job, instance) ("
+        '{__name__=~"up|redline_health_up", '
         'system="tmux", job="tmux-monitor"})\nor\n0 * max by (system, env, job, instance) (\n'
         '  last_over_time(redline_health_up{system="tmux", job="tmux-monitor"}[1h])\n))[1h:30s]))'
     )
@@ -203,3 +204,13 @@ def test_the_default_datasource_is_where_the_stack_keeps_its_history(
     assert rundir.history_url() == "http://127.0.0.1:8428"  # redline up --scale: VictoriaMetrics
     rundir.save_context(Context(run_dir=tmp_path), [])
     assert rundir.history_url() == "http://127.0.0.1:9090"
+
+
+def test_the_measured_objective_is_the_worst_envs() -> None:
+    """Each env spends its own budget: a staging at 2% errors is not averaged into production's 0.1%."""
+    times = [0, 60, 120, 180]
+    production = Series({"env": "production"}, times, [0.001] * 4)
+    staging = Series({"env": "staging"}, times, [0.0, 0.02, 0.04, float("nan")])
+    assert analysis.measured_objective([production, staging]) == pytest.approx(0.98)
+    assert analysis.measured_objective([production]) == pytest.approx(0.999)
+    assert analysis.measured_objective([Series({}, [0], [float("nan")])]) is None

@@ -52,6 +52,7 @@ def _level_quote(data: dict) -> None:
 
 
 TMUX_UP = 'instance:tmux_monitor_up:min{system="tmux"}'
+JOBS = 'redline_jobs_completed_total{system="pipeline"}'
 
 
 # (file, mutation, entry, field, words in the message)
@@ -162,6 +163,48 @@ CASES = [
     ("tmux.yml", _set("cycle-time", "quote", "{{ $value }}"), "cycle-time", "quote", "allowed only in"),
     ("tmux.yml", _level_quote, "memory", "levels[0].quote", "allowed only in 'description'"),
     ("tmux.yml", _set("availability", "name", "{{ 1 }}", "slos"), "availability", "name", "allowed only in"),
+    # an SLO across environments: staging's errors spent production's budget and the page had no env
+    (
+        "tmux.yml",
+        _set("availability", "error_ratio", f"1 - avg(avg_over_time({TMUX_UP}[{{window}}]))", "slos"),
+        "availability",
+        "error_ratio",
+        "avg(...) without by (...) aggregates away system, env",
+    ),
+    (
+        "pipeline.yml",
+        _set("job-success", "error_ratio", f"sum by (system) (rate({JOBS}[{{window}}]))", "slos"),
+        "job-success",
+        "error_ratio",
+        "sum by (system) aggregates away env",
+    ),
+    (
+        "pipeline.yml",
+        _set(
+            "job-success",
+            "error_ratio",
+            f"(sum by (system, env) (rate({JOBS}[{{window}}])) or vector(0))",
+            "slos",
+        ),
+        "job-success",
+        "error_ratio",
+        "vector(...) has no labels",
+    ),
+    # the same check on threshold signals, with the label list after the argument
+    (
+        "tmux.yml",
+        _set("cpu", "signal", 'sum(rate(process_cpu_seconds_total{system="tmux"}[1m])) without (env)'),
+        "cpu",
+        "signal",
+        "sum without (env) aggregates away env",
+    ),
+    (
+        "tmux.yml",
+        _set("cpu", "signal", 'max(rate(process_cpu_seconds_total{system="tmux"}[1m]))'),
+        "cpu",
+        "signal",
+        "max(...) without by (...) aggregates away system, env",
+    ),
 ]
 
 

@@ -306,6 +306,9 @@ def test_slo_panels_show_the_burn_rate_tiers(catalogue: Catalogue) -> None:
         for tier in catalogue.settings.burn_rates:
             for window in (tier.long_window, tier.short_window):
                 assert any(f'slo:sli_error:ratio_rate{window}{{slo="{slo.slo_label}"}}' in e for e in exprs)
+        # one line per env: the records keep env, the legend names it (or says there is none)
+        assert all(t["legendFormat"].endswith(" {{env}}") for t in panel["targets"])
+        assert all(e.startswith("label_replace(") and '"env", "(no env)", "env", ""' in e for e in exprs)
 
 
 def test_committed_dashboards_match_the_catalogue(catalogue: Catalogue) -> None:

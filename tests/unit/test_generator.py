@@ -51,3 +51,26 @@ def test_burn_runbooks_explain_the_page_that_follows_an_outage(rendered):
     assert "holds this alert back" in availability and "younger than 1h" in availability
     latency = gamebook.split("## GamebookLatencyBudgetBurn", 1)[1].split("\n## ", 1)[0]
     assert "An outage longer than 43m 12s (72% of 1h)" in latency
+
+
+def test_every_slo_is_tested_per_env(rendered):
+    """Two envs at different error ratios: only the burning one's alerts fire, with its env, and each env
+    has its own budget left (an SLO across envs paged without env, on both envs' errors)."""
+    catalogue = load_catalogue()
+    for slo in catalogue.slos():
+        tests = yaml.safe_load(rendered[f"prometheus/tests/{slo.system}_test.yml"])["tests"]
+        [group] = [g for g in tests if g["name"].startswith(f"{slo.alert_name}: staging at")]
+        envs = {s["series"].split('env="')[1].split('"')[0] for s in group["input_series"]}
+        assert envs == {"production", "staging"}
+        [case] = group["alert_rule_test"]
+        assert [(a["exp_labels"]["env"], a["exp_labels"]["severity"]) for a in case["exp_alerts"]] == [
+            ("staging", "critical"),
+            ("staging", "warning"),
+        ]
+        assert all(a["exp_labels"]["slo"] == slo.slo_label for a in case["exp_alerts"])
+        [budget] = group["promql_expr_test"]
+        labels = f',slo="{slo.slo_label}",system="{slo.system}"}}'
+        assert budget["exp_samples"] == [
+            {"labels": '{env="production"' + labels, "value": 0.5},  # 0.5x the budget: half of it left
+            {"labels": '{env="staging"' + labels, "value": -15.0},  # 16x: 15 budgets overspent
+        ]

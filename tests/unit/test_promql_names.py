@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redline.generate.promql import PromqlNameError, metric_names
+from redline.generate.promql import PromqlNameError, calls, groupings, metric_names
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,32 @@ def test_a_regular_expression_over_names_is_refused() -> None:
 @pytest.mark.parametrize("query", ["{", "sum(", 'a{b="', "[5m", "a{b=}", "`", "by (", "{,,}", "1e", "."])
 def test_broken_expressions_do_not_crash(query: str) -> None:
     assert isinstance(metric_names(query), list)  # promtool reports what is wrong with them
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        # no label list: the aggregation keeps no label
+        ("1 - avg(avg_over_time(probe_success[5m]))", ["avg(...) without by (...)"]),
+        # before or after the argument, nested, any case; selecting aggregations keep every label
+        ("sum by (system, env) (rate(a[5m])) / SUM(max without (job) (b)) BY (env)",
+         ["sum by (system, env)", "SUM by (env)", "max without (job)"]),
+        ("topk(3, a) + bottomk by (x) (1, b) + limitk(1, c)", []),
+        # braces, strings and ranges inside the argument do not end it early
+        ('count(label_replace(a{b=")"}[5m:1m], "x", ")", "y", "(.*)")) by (system)', ["count by (system)"]),
+        ("sum", []),  # a metric that happens to be called like an aggregation
+    ],
+)  # fmt: skip
+def test_groupings(query: str, found: list[str]) -> None:
+    assert [str(g) for g in groupings(query)] == found
+
+
+def test_a_grouping_keeps_the_labels_it_names_or_does_not_drop() -> None:
+    by, without, bare = groupings("sum by (env) (a) + sum without (job) (b) + sum(c)")
+    assert (by.keeps("env"), by.keeps("system")) == (True, False)
+    assert (without.keeps("env"), without.keeps("job")) == (True, False)
+    assert not bare.keeps("env")
+
+
+def test_calls() -> None:
+    assert calls("(sum by (env) (rate(a[5m])) or vector(0)) and on (env) b") == ["rate", "vector"]

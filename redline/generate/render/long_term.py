@@ -6,7 +6,8 @@ store, where both replicas' samples are kept deduplicated for LONG_TERM_RETENTIO
 evaluated every LONG_TERM_EVAL_INTERVAL:
 
 - per SLO whose period is longer than the local retention: its error ratio over the whole period and the
-  error budget left (1 - ratio / budget), read from the replicas' shortest-window SLO record;
+  error budget left (1 - ratio / budget), read from the replicas' shortest-window SLO record, one per env
+  as that record is (avg_over_time and arithmetic with a number keep its labels);
 - per documented target (one per threshold entry): `entry:target_held:bool`, 1 while the signal keeps its
   target and 0 while it is past it (model.Threshold.past_target, the backtest's meaning), and its mean
   over COMPLIANCE_WINDOW, the monthly compliance. The mean covers the time vmalert has recorded.

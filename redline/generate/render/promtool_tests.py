@@ -9,14 +9,16 @@ Threshold alerts, per level, get at least three cases:
     firing at the detection time its runbook states (rate window + `for`).
 Other levels of the same alert are part of the expectation (a critical breach also fires the warning).
 SLO alerts get three burn-rate cases: fast burn pages (and tickets), slow burn tickets only, within
-budget stays silent. Input series come from each entry's `test:` fixture: every series follows
-scale * v + offset (gauge value, or counter rate per second), so the signal equals v.
+budget stays silent; and one with two environments, one burning fast and one within budget, where only
+the burning one's alerts fire, with its env, and each env has its own budget left. Input series come
+from each entry's `test:` fixture: every series follows scale * v + offset (gauge value, or counter rate
+per second), so the signal equals v.
 """
 
 from __future__ import annotations
 
 from redline.generate.alerts import Alert, system_alerts
-from redline.generate.conventions import rule_groups, rule_path, test_path, tiers_by_severity
+from redline.generate.conventions import SLO_BUDGET, rule_groups, rule_path, test_path, tiers_by_severity
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import (
     Catalogue,
@@ -37,10 +39,13 @@ from redline.generate.render.promtool_series import (
     expected_annotations,
     expected_labels,
     input_series,
+    series_text,
 )
 
 # Burn-rate test points, as multiples of the error budget.
 FAST_BURN, SLOW_BURN, WITHIN_BUDGET = 16.0, 4.5, 0.5
+# The budget-left checks compare at this precision (a power of ten whose inverse is exact in floats).
+BUDGET_ROUNDING = 0.001
 # Baseline tests span more than a week; they live in their own file, evaluated every 5 test intervals.
 BASELINE_EVAL_STEPS = 5
 
@@ -406,46 +411,101 @@ def slo_tests(catalogue: Catalogue, system: System, slo: Slo, alerts: list[Alert
     fixture, where = slo.fixture, f"{slo.file}: entry {slo.id!r}: field 'test'"
     interval = parse_duration(catalogue.settings.test_interval)
     settle = parse_duration(catalogue.settings.test_settle)
-    tiers = tiers_by_severity(catalogue)
-    longest_for = max(parse_duration(t.for_) for group in tiers.values() for t in group)
+    tiers = catalogue.settings.burn_rates
+    longest_for = max(parse_duration(tier.for_) for tier in tiers)
     t_eval = _round_up(longest_for + settle, interval)
     target = dict(system.test_targets[0]) if system.test_targets else {}
     slo_alerts = [a for a in alerts if a.source is slo]
+
+    def burn(multiple: float) -> tuple[float, Timeline]:
+        v = round(multiple * slo.error_budget, 12)
+        if v > 1:
+            raise ValueError(f"{where}: {multiple}x the budget is above 100% errors")
+        return v, Timeline(interval, ((v, t_eval // interval + 1),))
+
+    def group(title: str, rows: list[dict], expected: list[dict], samples: list[dict] | None = None) -> dict:
+        test: dict = {
+            "name": f"{slo.alert_name}: {title}",
+            "interval": format_duration(interval),
+            "input_series": rows,
+            "alert_rule_test": [
+                {"eval_time": format_duration(t_eval), "alertname": slo.alert_name, "exp_alerts": expected}
+            ],
+        }
+        if samples is not None:
+            # a ratio of rates or averages is the expected value only up to float rounding
+            expr = f'round({SLO_BUDGET}{{slo="{slo.slo_label}"}}, {format_number(BUDGET_ROUNDING)})'
+            test["promql_expr_test"] = [
+                {"expr": expr, "eval_time": format_duration(t_eval), "exp_samples": samples}
+            ]
+        return test
+
     groups = []
     for title, multiple in (
         ("fast burn pages", FAST_BURN),
         ("slow burn opens a ticket", SLOW_BURN),
         ("within budget stays silent", WITHIN_BUDGET),
     ):
-        v = round(multiple * slo.error_budget, 12)
-        if v > 1:
-            raise ValueError(f"{where}: {multiple}x the budget is above 100% errors")
-        rows, seen = input_series(fixture, target, Timeline(interval, ((v, t_eval // interval + 1),)), where)
-        expected = []
-        for alert in slo_alerts:
-            if any(multiple > tier.factor for tier in tiers[alert.severity]):
-                expected.append(
-                    {
-                        "exp_labels": expected_labels(alert, fixture, seen, where),
-                        "exp_annotations": expected_annotations(alert, v),
-                    }
-                )
-        groups.append(
-            {
-                "name": f"{slo.alert_name}: {title} ({format_number(multiple)}x the error budget, "
-                f"{humanize_percentage(v)} errors)",
-                "interval": format_duration(interval),
-                "input_series": rows,
-                "alert_rule_test": [
-                    {
-                        "eval_time": format_duration(t_eval),
-                        "alertname": slo.alert_name,
-                        "exp_alerts": expected,
-                    }
-                ],
-            }
-        )
+        v, timeline = burn(multiple)
+        rows, seen = input_series(fixture, target, timeline, where)
+        expected = _burn_alerts(catalogue, slo_alerts, fixture, seen, multiple, v, where)
+        title += f" ({format_number(multiple)}x the error budget, {humanize_percentage(v)} errors)"
+        groups.append(group(title, rows, expected))
+
+    # Two environments of one system: each spends its own budget, and only the burning one pages, with
+    # its env on the alert (Alertmanager groups and inhibits by it).
+    quiet, burning = _test_envs(catalogue, where)
+    (v_quiet, quiet_timeline), (v_burning, burning_timeline) = burn(WITHIN_BUDGET), burn(FAST_BURN)
+    rows, _ = input_series(fixture, {**target, "env": quiet}, quiet_timeline, where)
+    burning_rows, seen = input_series(fixture, {**target, "env": burning}, burning_timeline, where)
+    expected = _burn_alerts(catalogue, slo_alerts, fixture, seen, FAST_BURN, v_burning, where, ("env",))
+    title = (
+        f"{burning} at {humanize_percentage(v_burning)} errors pages for {burning} alone; "
+        f"{quiet} at {humanize_percentage(v_quiet)} spends only its own budget"
+    )
+    # the budget left, per env: the period's ratio (so far, the constant v) against the budget
+    samples = [
+        {
+            "labels": series_text("", {"env": env, "slo": slo.slo_label, "system": slo.system}),
+            "value": round(round((1 - v / slo.error_budget) / BUDGET_ROUNDING) * BUDGET_ROUNDING, 12),
+        }
+        for env, v in ((quiet, v_quiet), (burning, v_burning))
+    ]
+    groups.append(group(title, rows + burning_rows, expected, samples))
     return groups
+
+
+def _burn_alerts(
+    catalogue: Catalogue,
+    slo_alerts: list[Alert],
+    fixture: Fixture,
+    seen: dict[str, str],
+    multiple: float,
+    v: float,
+    where: str,
+    keeps: tuple[str, ...] = (),
+) -> list[dict]:
+    """The alerts of an SLO burning at `multiple` times its budget: each severity whose tiers it exceeds."""
+    tiers = tiers_by_severity(catalogue)
+    expected = []
+    for alert in slo_alerts:
+        if any(multiple > tier.factor for tier in tiers[alert.severity]):
+            labels = expected_labels(alert, fixture, seen, where)
+            labels |= {key: seen[key] for key in keeps}
+            annotations = expected_annotations(alert, v)
+            expected.append({"exp_labels": dict(sorted(labels.items())), "exp_annotations": annotations})
+    return expected
+
+
+def _test_envs(catalogue: Catalogue, where: str) -> tuple[str, str]:
+    """Two environments the test targets name (redline/topology.py): the first stays within budget, the
+    second burns."""
+    targets = [dict(t) for s in catalogue.systems for t in s.test_targets]
+    envs = dict.fromkeys(t["env"] for t in targets if "env" in t)
+    if len(envs) < 2:
+        raise ValueError(f"{where}: the per-env burn test needs two env labels among the test targets")
+    first, second, *_rest = envs
+    return first, second
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -473,12 +533,12 @@ def system_test_groups(catalogue: Catalogue, system: System) -> list[dict]:
 
 
 def _test_document(system: System, groups: list[dict], evaluation_interval: str) -> str:
-    document = {
+    document: dict = {
         "rule_files": [f"../rules/{system.id}.yml"],
         "evaluation_interval": evaluation_interval,
         "group_eval_order": rule_groups(system),
-        "tests": [{k: v for k, v in g.items() if k != "_baseline"} for g in groups],
     }
+    document["tests"] = [{k: v for k, v in g.items() if k != "_baseline"} for g in groups]
     sources = [f"thresholds/{system.file} (tests for {rule_path(system.id)})"]
     return header("#", sources) + yaml_dump(document)
 

@@ -1,13 +1,21 @@
 """Render the catalogue into Prometheus rule files: prometheus/rules/<system>.yml.
 
 Per system: a group of recording rules for the threshold signals, a group of SLO recording rules
-(error ratio per burn-rate window, objective, budget left), and a group of alerting rules.
+(error ratio per burn-rate window and over the period, and budget left, each per system and env as the
+catalogue's error ratio is; the objective, one per SLO), and a group of alerting rules.
 """
 
 from __future__ import annotations
 
 from redline.generate.alerts import Alert, system_alerts
-from redline.generate.conventions import burn_rate_windows, rule_groups, rule_path, slo_record
+from redline.generate.conventions import (
+    SLO_BUDGET,
+    SLO_OBJECTIVE,
+    burn_rate_windows,
+    rule_groups,
+    rule_path,
+    slo_record,
+)
 from redline.generate.model import Catalogue, System, format_number, parse_duration
 from redline.generate.render.common import header, yaml_dump
 
@@ -39,14 +47,15 @@ def _slo_rules(catalogue: Catalogue, system: System) -> list[dict]:
         )
         rules.append(
             {
-                "record": "slo:objective:ratio",
+                "record": SLO_OBJECTIVE,
                 "expr": f"vector({format_number(slo.objective)})",
                 "labels": labels,
             }
         )
+        # arithmetic with a number keeps the ratio's labels: one budget per env, as the ratios are
         rules.append(
             {
-                "record": "slo:error_budget_remaining:ratio",
+                "record": SLO_BUDGET,
                 "expr": f'1 - {slo_record(slo.period)}{{slo="{slo.slo_label}"}}'
                 f" / {format_number(slo.error_budget)}",
                 "labels": labels,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from redline.generate.alerts import SIDE_WORDS, target_phrase
 from redline.generate.conventions import (
+    SLO_BUDGET,
     burn_rate_windows,
     dashboard_url,
     runbook_anchor,
@@ -134,9 +135,9 @@ def slo_section(catalogue: Catalogue, slo: Slo) -> list[str]:
         "the short window fills sooner). A breach just past the objective only ever spends the budget "
         "slowly: the threshold alerts of this system say it within their `for`.",
         "",
-        f"**Error ratio** (PromQL, recorded as "
-        f'`{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
-        f" and {slo.period}; budget left in `slo:error_budget_remaining:ratio`):",
+        f"**Error ratio**, one per environment: the alert's `env` says which one spends its budget "
+        f'(PromQL, recorded as `{slo_record("<window>")}{{slo="{slo.slo_label}"}}` for {windows}'
+        f" and {slo.period}; budget left in `{SLO_BUDGET}`):",
         "",
         *code_fence(slo.error_ratio_for("5m"), "promql"),
         "",

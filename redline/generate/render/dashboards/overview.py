@@ -19,6 +19,7 @@ from redline.generate.conventions import OVERVIEW_UID, dashboard_uid
 from redline.generate.model import SEVERITIES, Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
 from redline.generate.render.dashboards.system import (
+    ENV_LEGEND,
     budget_left_query,
     burn_rate_query,
     burn_rate_steps,
@@ -143,7 +144,7 @@ def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builde
         f"{slo.name}: budget left",
         f"Error budget left over {slo.period} (objective {format_number(slo.objective * 100)}%).",
         "percentunit",
-        [common.query(budget_left_query(slo), legend=slo.name, instant=True)],
+        [common.query(budget_left_query(slo), legend=f"{slo.name} {ENV_LEGEND}", instant=True)],
         steps=[
             model.Threshold(value=None, color=common.ALERT_COLOR),
             model.Threshold(value=0, color="green"),
@@ -156,7 +157,11 @@ def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builde
         f"Error ratio over {fastest.long_window} divided by the error budget; the page fires above "
         f"{format_number(fastest.factor)}x (with {fastest.short_window} confirming).",
         "suffix:x",
-        [common.query(burn_rate_query(slo, fastest.long_window), legend=slo.name, instant=True)],
+        [
+            common.query(
+                burn_rate_query(slo, fastest.long_window), legend=f"{slo.name} {ENV_LEGEND}", instant=True
+            )
+        ],
         steps=burn_rate_steps(catalogue),
     ).links(
         [

@@ -14,7 +14,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 
-from redline.generate.conventions import dashboard_uid, panel_id, runbook_url, slo_record
+from redline.generate.conventions import SLO_BUDGET, dashboard_uid, panel_id, runbook_url, slo_record
 from redline.generate.model import Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
 
@@ -72,11 +72,23 @@ def slo_budget(slo: Slo) -> str:
 
 def burn_rate_query(slo: Slo, window: str) -> str:
     """The SLO's burn rate over one window: the recorded error ratio divided by the error budget."""
-    return f'{slo_record(window)}{{slo="{slo.slo_label}"}} / {slo_budget(slo)}'
+    return per_env(f'{slo_record(window)}{{slo="{slo.slo_label}"}} / {slo_budget(slo)}')
+
+
+# An SLO's records are per env (its error ratio keeps env): one series, and one legend entry, per env.
+# Grafana writes a label a series lacks as the label's name, so a system without env labels (one
+# environment) gets NO_ENV in the legend instead of the word "env".
+ENV_LEGEND = "{{env}}"
+NO_ENV = "(no env)"
+
+
+def per_env(expr: str) -> str:
+    """The expression with NO_ENV as env on its series that have none."""
+    return f'label_replace({expr}, "env", "{NO_ENV}", "env", "")'
 
 
 def budget_left_query(slo: Slo) -> str:
-    return f'slo:error_budget_remaining:ratio{{slo="{slo.slo_label}"}}'
+    return per_env(f'{SLO_BUDGET}{{slo="{slo.slo_label}"}}')
 
 
 def burn_rate_steps(catalogue: Catalogue) -> list[model.Threshold]:
@@ -106,7 +118,11 @@ def slo_panel(catalogue: Catalogue, slo: Slo) -> Builder[model.Panel]:
         f"budget in exactly {slo.period}). {rules}. Source {slo.source}: \u201c{slo.quote}\u201d"
     )
     queries = [
-        common.query(burn_rate_query(slo, window), legend=f"burn rate {window}", ref_id=chr(ord("A") + index))
+        common.query(
+            burn_rate_query(slo, window),
+            legend=f"burn rate {window} {ENV_LEGEND}",
+            ref_id=chr(ord("A") + index),
+        )
         for index, window in enumerate(windows)
     ]
     return common.panel(
@@ -138,7 +154,7 @@ def budget_panel(slo: Slo, panel_number: int, width: int = 8, height: int = 8) -
         f"Share of the {slo.period} error budget ({format_number(slo.error_budget * 100)}% errors) not yet "
         "spent; red once it is used up.",
         "percentunit",
-        [common.query(budget_left_query(slo), legend=slo.name, instant=True)],
+        [common.query(budget_left_query(slo), legend=f"{slo.name} {ENV_LEGEND}", instant=True)],
         width=width,
         height=height,
         steps=[
