@@ -67,11 +67,11 @@ class ClientStack:
         text = yaml.safe_dump([{"targets": targets, "labels": labels}])
         atomic.write_text(folder / f"{job}-{name}.yml", text)  # file_sd reads whole files only
 
-    def add_probe(self, name: str, url: str, system: str) -> None:
+    def add_probe(self, name: str, url: str, system: str, **labels: str) -> None:
         """A target file `targets/probes-<name>.yml`: the blackbox job probes `url` through the stack's
-        blackbox_exporter (series `probe_success{job="blackbox", instance=url, system=system}`)."""
+        blackbox_exporter (series `probe_success{job="blackbox", instance=url, system=system, **labels}`)."""
         prober = f"127.0.0.1:{self.sandbox.port('blackbox')}"
-        self.add_targets(name, "probes", [url], {"system": system, "__blackbox_address__": prober})
+        self.add_targets(name, "probes", [url], {"system": system, **labels, "__blackbox_address__": prober})
 
     def remove_targets(self, name: str, job: str) -> None:
         """Drop the target file add_targets (or add_probe, job "probes") wrote: Prometheus stops scraping

@@ -10,7 +10,8 @@ drives its client past the burn factor that pages (14.4x or 6x the error budget)
 must reach the pager-sink's /pager and resolve there; for GameBook's errors a slower burn (a share of
 errors between 1x and 6x the budget) must reach the ticket receiver without paging. The page of a burning
 SLO holds back its own warning (Alertmanager's inhibition, equal alertname, slo and env), so a warning
-notification is only asserted where no page fires. Health that fails one check in four pages the
+notification is only asserted where no page fires. Each scenario's targets are in an env of their own
+(SLOs are per env), and its page must carry it. Health that fails one check in four pages the
 availability SLOs and never holds long enough for the *Down alert (3 s here), which would silence them.
 """
 
@@ -50,14 +51,15 @@ def node_snippets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @contextlib.contextmanager
 def gamebook(stack: ClientStack, snippets: dict[str, Path], name: str) -> Iterator[str]:
     """A GameBook server (tests/clients/node/gamebook-app.js) scraped by the stack in job gamebook and
-    probed at /health; yields its URL. Stopped, and its target files removed, when the block ends."""
+    probed at /health, in env `name` (each SLO is per env: one scenario's errors are not another's);
+    yields its URL. Its target files removed, then stopped, when the block ends."""
     js = snippets["gamebook-metrics.js"]
     port, context = start_gamebook(js, js.parent / f"{name}.log")
     server = f"http://127.0.0.1:{port}"
-    try:
-        with context:
-            stack.add_targets(name, "gamebook", [f"127.0.0.1:{port}"], {"system": "gamebook"})
-            stack.add_probe(name, f"{server}/health", "gamebook")
+    with context:
+        try:
+            stack.add_targets(name, "gamebook", [f"127.0.0.1:{port}"], {"system": "gamebook", "env": name})
+            stack.add_probe(name, f"{server}/health", "gamebook", env=name)
             wait_until(
                 lambda: (
                     stack.sandbox.query(f'probe_success{{instance="{server}/health"}} == 1')
@@ -67,15 +69,17 @@ def gamebook(stack: ClientStack, snippets: dict[str, Path], name: str) -> Iterat
                 what="the server scraped and probed",
             )
             yield server
-    finally:
-        stack.remove_targets(name, "gamebook")
-        stack.remove_targets(name, "probes")
+        finally:  # before the server stops: a stopped server's failing probe would page GamebookDown
+            stack.remove_targets(name, "gamebook")
+            stack.remove_targets(name, "probes")
 
 
-def burn(stack: ClientStack, alert: str, slo: str, severity: str, status: str, since: int) -> dict:
-    """The pager-sink's first `status` notification of the SLO's `severity` tier since notification
-    `since`, checked to arrive at the receiver that severity routes to; the alert."""
-    record, found = wait_alert(stack, alert, status, since, timeout=120, slo=slo, severity=severity)
+def burn(
+    stack: ClientStack, alert: str, slo: str, severity: str, status: str, since: int, **env: str
+) -> dict:
+    """The pager-sink's first `status` notification of the SLO's `severity` tier (in `env`, when given)
+    since notification `since`, checked to arrive at the receiver that severity routes to; the alert."""
+    record, found = wait_alert(stack, alert, status, since, timeout=120, slo=slo, severity=severity, **env)
     assert record["path"] == RECEIVER[severity], record
     assert (found["labels"]["system"], found["labels"]["slo"]) == (slo.split("-")[0], slo)
     return dict(found)
@@ -96,17 +100,17 @@ def test_gamebook_errors_a_slow_burn_tickets_and_a_fast_one_pages(
     with gamebook(slo_stack, node_snippets, "slo-errors") as server:
         since = len(slo_stack.sandbox.notifications())
         control(server, "/traffic?rate=500&seconds=0.01&errors=0.004")
-        fired = burn(slo_stack, alert, slo, "warning", "firing", since)
+        fired = burn(slo_stack, alert, slo, "warning", "firing", since, env="slo-errors")
         assert "Objective 99.9%" in fired["annotations"]["description"]
         control(server, "/traffic?rate=500&seconds=0.01&errors=0")
-        burn(slo_stack, alert, slo, "warning", "resolved", since)
-        assert notified(slo_stack, alert, since, severity="critical") == []
+        burn(slo_stack, alert, slo, "warning", "resolved", since, env="slo-errors")
+        assert notified(slo_stack, alert, since, severity="critical", env="slo-errors") == []
 
         since = len(slo_stack.sandbox.notifications())
         control(server, "/traffic?rate=500&seconds=0.01&errors=0.05")
-        burn(slo_stack, alert, slo, "critical", "firing", since)
+        burn(slo_stack, alert, slo, "critical", "firing", since, env="slo-errors")
         control(server, "/traffic?rate=500&seconds=0.01&errors=0")
-        burn(slo_stack, alert, slo, "critical", "resolved", since)
+        burn(slo_stack, alert, slo, "critical", "resolved", since, env="slo-errors")
 
 
 def test_gamebook_latency_most_requests_slower_than_100ms_page(
@@ -118,9 +122,9 @@ def test_gamebook_latency_most_requests_slower_than_100ms_page(
     with gamebook(slo_stack, node_snippets, "slo-latency") as server:
         since = len(slo_stack.sandbox.notifications())
         control(server, "/traffic?rate=200&seconds=0.2")
-        burn(slo_stack, alert, slo, "critical", "firing", since)
+        burn(slo_stack, alert, slo, "critical", "firing", since, env="slo-latency")
         control(server, "/traffic?rate=200&seconds=0.01")
-        burn(slo_stack, alert, slo, "critical", "resolved", since)
+        burn(slo_stack, alert, slo, "critical", "resolved", since, env="slo-latency")
 
 
 def test_gamebook_health_failing_one_probe_in_four_pages_availability_not_down(
@@ -132,10 +136,10 @@ def test_gamebook_health_failing_one_probe_in_four_pages_availability_not_down(
     with gamebook(slo_stack, node_snippets, "slo-availability") as server:
         since = len(slo_stack.sandbox.notifications())
         control(server, "/flap?every=4")
-        burn(slo_stack, alert, slo, "critical", "firing", since)
+        burn(slo_stack, alert, slo, "critical", "firing", since, env="slo-availability")
         control(server, "/flap?every=0")
-        burn(slo_stack, alert, slo, "critical", "resolved", since)
-        assert notified(slo_stack, "GamebookDown", since) == []
+        burn(slo_stack, alert, slo, "critical", "resolved", since, env="slo-availability")
+        assert notified(slo_stack, "GamebookDown", since, env="slo-availability") == []
 
 
 def test_pipeline_most_jobs_failing_page_job_success(
@@ -147,7 +151,9 @@ def test_pipeline_most_jobs_failing_page_job_success(
     alert, slo = "PipelineJobSuccessBudgetBurn", "pipeline-job-success"
     log = files["schema.sql"].parent / "slo-exporter.log"
     with job_exporter(pg, files, free_port(), log) as instance:
-        slo_stack.add_targets("slo-tasks", "pipeline-jobs", [instance], {"system": "pipeline"})
+        slo_stack.add_targets(
+            "slo-tasks", "pipeline-jobs", [instance], {"system": "pipeline", "env": "slo-pipeline"}
+        )
         try:
             wait_until(
                 lambda: slo_stack.sandbox.query(f'redline_jobs_up{{instance="{instance}"}} == 1'),
@@ -155,18 +161,22 @@ def test_pipeline_most_jobs_failing_page_job_success(
             )
             since = len(slo_stack.sandbox.notifications())
             deadline = time.monotonic() + 120
-            while not notified(slo_stack, alert, since, severity="critical"):
+            while not notified(slo_stack, alert, since, severity="critical", env="slo-pipeline"):
                 assert time.monotonic() < deadline, f"no {alert} page after 120 s of 70% failing jobs"
                 finish(pg, 3, "done", 2)
                 finish(pg, 7, "error", 2)
                 time.sleep(0.5)
-            burn(slo_stack, alert, slo, "critical", "firing", since)
+            burn(slo_stack, alert, slo, "critical", "firing", since, env="slo-pipeline")
             deadline = time.monotonic() + 120
-            while not list(slo_stack.sandbox.matching_alerts(alert, "resolved", since, severity="critical")):
+            while not list(
+                slo_stack.sandbox.matching_alerts(
+                    alert, "resolved", since, severity="critical", env="slo-pipeline"
+                )
+            ):
                 assert time.monotonic() < deadline, f"{alert} not resolved after 120 s of successes"
                 finish(pg, 10, "done", 2)
                 time.sleep(0.5)
-            burn(slo_stack, alert, slo, "critical", "resolved", since)
+            burn(slo_stack, alert, slo, "critical", "resolved", since, env="slo-pipeline")
         finally:
             slo_stack.remove_targets("slo-tasks", "pipeline-jobs")
 
@@ -174,8 +184,8 @@ def test_pipeline_most_jobs_failing_page_job_success(
 def test_tmux_monitor_unhealthy_now_and_then_pages_availability_not_down(
     slo_stack: ClientStack, tmp_path: Path
 ) -> None:
-    """The monitor reports itself unhealthy for 0.6 s every 3 s (its pushed redline_health_up is 0 in about
-    one push of three): against the 99.95% objective that pages, while TmuxMonitorDown (0 for 3 s here)
+    """The monitor reports itself unhealthy for 1 s every 4 s (its pushed redline_health_up is 0 in one
+    push of four, or two): against the 99.95% objective that pages, while TmuxMonitorDown (0 for 3 s here)
     never fires; healthy throughout, it resolves."""
     alert, slo = "TmuxMonitorAvailabilityBudgetBurn", "tmux-availability"
     monitors = Monitors(slo_stack, tmp_path)
@@ -185,12 +195,16 @@ def test_tmux_monitor_unhealthy_now_and_then_pages_availability_not_down(
         wait_until(lambda: slo_stack.sandbox.query(pushed), what="the monitor's pushes")
         since = len(slo_stack.sandbox.notifications())
         deadline = time.monotonic() + 120
+        firing, ratio = 'ALERTS{system="tmux"}', f'slo:sli_error:ratio_rate10s{{slo="{slo}"}}'
         while not notified(slo_stack, alert, since, severity="critical"):
-            assert time.monotonic() < deadline, f"no {alert} page after 120 s of an unhealthy monitor"
+            assert time.monotonic() < deadline, (
+                f"no {alert} page after 120 s of an unhealthy monitor; "
+                f"{slo_stack.sandbox.query(firing)}, {slo_stack.sandbox.query(ratio)}"
+            )
             monitor.set({"healthy": False})
-            time.sleep(0.6)
+            time.sleep(1)
             monitor.set({})
-            time.sleep(2.4)
+            time.sleep(3)
         burn(slo_stack, alert, slo, "critical", "firing", since)
         burn(slo_stack, alert, slo, "critical", "resolved", since)
         assert notified(slo_stack, "TmuxMonitorDown", since) == []
