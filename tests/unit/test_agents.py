@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from redline import inventory, storage, topology
+from redline.generate.load import load_catalogue
 from redline.paths import PROMETHEUS
 from redline.stack import agents
 
@@ -255,3 +256,14 @@ def test_agent_config_follows_how_the_stack_was_started(
     err = capsys.readouterr().err.strip()
     where = "redline agent-config: bad.yml: agents.0.scrape.0: "
     assert err == where + "'nowhere:1' is not a scrape address of any system"
+
+
+def test_the_silence_alert_reads_what_the_agents_send_about_themselves() -> None:
+    """RedlineAgentSilent selects the job and keeps the labels agent-config gives the self-scrape."""
+    (entry,) = [t for t in load_catalogue().thresholds() if t.alert_name == "RedlineAgentSilent"]
+    selector = f'up{{job="{agents.SELF_JOB}"}}'
+    assert entry.signal.count(selector) == 2, entry.signal
+    assert entry.system == agents.SELF_SYSTEM
+    assert entry.fixture is not None and entry.fixture.kind == "silence"
+    assert {"agent", "host", "system"} <= set(entry.fixture.keeps)
+    assert all(f'job="{agents.SELF_JOB}"' in item.series for item in entry.fixture.series)
