@@ -25,15 +25,19 @@ METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
 # unit -> what a value means; the renderers choose formatting from it.
 UNITS = ("seconds", "bytes", "ratio", "count", "fps", "multiplier", "boolean")
 # linear: the signal equals v when the series follow scale * v + offset; baseline: the same, compared with
-# a history one week earlier (qerrors); always: the alert fires whatever the input (Watchdog).
-FIXTURE_KINDS = ("linear", "baseline", "always")
+# a history one week earlier (qerrors); always: the alert fires whatever the input (Watchdog); silence:
+# v counts the samples in the signal's window, and the tests stop the series instead (RedlineAgentSilent).
+FIXTURE_KINDS = ("linear", "baseline", "always", "silence")
 DURATION_PATTERN = r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 # Range windows of a PromQL expression over the present ([5m]; subquery steps are not windows, and a
 # window moved back with `offset` reads history, not the breach).
 _RANGE_RE = re.compile(r"\[(\d+[smhdw](?:\d+[smhdw])*)(?::[^\]]*)?\](?!\s*offset)")
-# Windows that average a counter's increase: a step into a breach reaches them gradually.
-_RATE_RANGE_RE = re.compile(r"\b(?:rate|increase)\s*\([^()\[]*\[(\d+[smhdw](?:\d+[smhdw])*)\](?!\s*offset)")
+# Windows that average a counter's increase, or count samples: a step into a breach (or series that
+# stop) reaches them gradually.
+_RATE_RANGE_RE = re.compile(
+    r"\b(?:rate|increase|count_over_time)\s*\([^()\[]*\[(\d+[smhdw](?:\d+[smhdw])*)\](?!\s*offset)"
+)
 
 
 def parse_duration(text: str) -> int:

@@ -147,8 +147,10 @@ class Series(Strict):
 class Fixture(Strict):
     """How the generated promtool tests drive the signal to a chosen value v."""
 
-    kind: Literal["linear", "baseline", "always"] = Field(
-        "linear", description="linear; baseline (history a week back); always (Watchdog)"
+    kind: Literal["linear", "baseline", "always", "silence"] = Field(
+        "linear",
+        description="linear; baseline (history a week back); always (Watchdog); silence (the series "
+        "stop arriving: RedlineAgentSilent)",
     )
     series: list[Series] = Field(min_length=1)
     keeps: list[LabelName] = Field(description="labels the signal's result keeps")

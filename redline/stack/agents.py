@@ -6,7 +6,9 @@ both replicas, which write them on into the long-term store), keeping what it ca
 on-disk buffer (redline/storage.py sizes it). Its scrape jobs are the central Prometheus' own jobs of
 prometheus/prometheus.yml with the inventory's target groups (inventory.scrape_groups), so a series
 carries the same job, instance, system and env labels either way; the stack stops scraping those
-addresses itself (inventory.target_files), so no series arrives twice.
+addresses itself (inventory.target_files), so no series arrives twice. Each agent also scrapes itself
+(job SELF_JOB, labels `agent` and `host`): its own `up`, written on like the rest, is how the stack tells
+an agent that delivers from one that went silent (RedlineAgentSilent, thresholds/redline.yml).
 
 Per agent, in OUT/NAME/: its config file (vmagent's -promscrape.config or Prometheus' config) and run.sh,
 the command line, which refuses a password file that others may read. docs/scale.md says how to run it.
@@ -35,6 +37,9 @@ BINARY = {"vmagent": "vmagent", "prometheus-agent": "prometheus"}
 BINARY_ENV = "REDLINE_AGENT_BINARY"  # run.sh runs this binary instead of the one on PATH
 BUFFER = "buffer"  # the on-disk buffer's folder in the agent's folder
 PASSWORD = credentials.WEB_PASSWORD_FILE  # the stack's password, copied into the agent's folder
+# The agent's scrape of itself; RedlineAgentSilent (thresholds/redline.yml) selects this job.
+SELF_JOB = "redline-agent"
+SELF_SYSTEM = "redline"  # an agent is part of the stack: its alert routes as the stack's own
 
 
 def remote_write_urls(inv: Inventory, scale: bool) -> dict[str, str]:
@@ -60,6 +65,18 @@ def scrape_configs(inv: Inventory, agent: Agent, central: dict[str, Any]) -> lis
     return list(found.values())
 
 
+def self_scrape_config(agent: Agent) -> dict[str, Any]:
+    """The agent's scrape of its own /metrics: one `up` sample per scrape, whatever the services do,
+    labelled with the agent's inventory name and host so that its silence names them."""
+    labels = {"system": SELF_SYSTEM, "agent": agent.name, "host": agent.host}
+    return {
+        "job_name": SELF_JOB,
+        # vmagent guards its own endpoints with the stack's basic auth; Prometheus ignores it
+        "basic_auth": _basic_auth(agent),
+        "static_configs": [{"targets": [agent.listen], "labels": labels}],
+    }
+
+
 def _basic_auth(agent: Agent) -> dict[str, str]:
     return {"username": credentials.USER, "password_file": f"{agent.dir}/{PASSWORD}"}
 
@@ -69,7 +86,7 @@ def render(inv: Inventory, agent: Agent, scale: bool) -> dict[str, str]:
     central = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     config: dict[str, Any] = {
         "global": {key: central["global"][key] for key in ("scrape_interval", "scrape_timeout")},
-        "scrape_configs": scrape_configs(inv, agent, central),
+        "scrape_configs": [*scrape_configs(inv, agent, central), self_scrape_config(agent)],
     }
     urls = remote_write_urls(inv, scale)
     if agent.kind == "prometheus-agent":

@@ -10,31 +10,38 @@ inventory names, remote-writing into a running stack (`redline up --inventory --
   counter goes up by one per scrape, so its samples in the store must be 1, 2, ... N without a hole,
   and `up` must have one sample more: the first scrape, before the counter had its /metrics child);
 - with `redline up --scale` (the replicas and the store only) the agents write into both replicas, and
-  the store keeps one series per target (the replicas' copies deduplicated), with the same labels.
+  the store keeps one series per target (the replicas' copies deduplicated), with the same labels;
+- each agent's own `up` (job redline-agent) arrives with its name and host; the vmagent SIGKILLed, the
+  RedlineAgentSilent page for it reaches the pager-sink naming that agent and host (none for the other
+  agent, which goes on), and resolves once the vmagent runs again (rules rendered with `for: 5s`, the
+  signal's 1m window as shipped, Alertmanager's group timers capped at 5 s).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from redline import credentials, durations, storage, topology
+from redline.generate.load import load_catalogue
 from redline.stack import agents
 from redline.testing import scale_ha
 from redline.testing.processes import free_port, running, tool, wait_until
-from redline.testing.sandbox import Sandbox
+from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -47,6 +54,24 @@ AGENTS = {
 BINARY = {"vmagent": "vmagent", "prometheus-agent": "prometheus"}
 READY = {"vmagent": "/health", "prometheus-agent": "/-/ready"}
 COUNTER = 'standin_requests_total{{path="/metrics", instance="{}"}}'
+SILENT = "RedlineAgentSilent"
+FOR_OVERRIDE, GROUP_TIMER = "5s", "5s"
+
+
+def host_of(name: str) -> str:
+    """The host the inventory says the agent runs on (a label only: every agent runs on 127.0.0.1)."""
+    return f"{name}.example.org"
+
+
+@dataclass
+class Agents:
+    """A running stack with its agents: the stand-ins' addresses and each agent's process by name;
+    start(name) runs an agent again from its folder (stopped with the rest at the end)."""
+
+    stack: Sandbox
+    standins: dict[str, str]
+    procs: dict[str, subprocess.Popen]
+    start: Callable[[str], None]
 
 
 def inventory_text(standins: dict[str, str], folder: Path, listen: dict[str, str]) -> str:
@@ -57,7 +82,7 @@ def inventory_text(standins: dict[str, str], folder: Path, listen: dict[str, str
         {
             "name": name,
             "kind": kind,
-            "host": "127.0.0.1",
+            "host": host_of(name),
             "scrape": [standins[name]],
             "dir": str(folder / name),
             "listen": listen[name],
@@ -78,10 +103,12 @@ def raw_samples(stack: Sandbox, selector: str, at: float, window: int = 900) -> 
 
 
 @contextmanager
-def agents_into(tmp_path: Path, services: list[str], scale: bool = False) -> Iterator[tuple[Sandbox, dict]]:
-    """Stand-ins, `redline up --inventory` with `services` only, and each agent running from the folder
-    `redline agent-config` wrote (after run.sh refused its password file at mode 0644); yields the
-    stack and the stand-ins' addresses by agent. Everything is stopped at the end."""
+def agents_into(
+    tmp_path: Path, services: list[str], scale: bool = False, up_args: tuple[str, ...] = ()
+) -> Iterator[Agents]:
+    """Stand-ins, `redline up --inventory` with `services` only (and `up_args`), and each agent running
+    from the folder `redline agent-config` wrote (after run.sh refused its password file at mode 0644);
+    yields the stack, the stand-ins' addresses and the agents. Everything is stopped at the end."""
     stack = Sandbox()
     folder = tmp_path / "agents"
     listen = {name: f"127.0.0.1:{free_port()}" for name in AGENTS}
@@ -95,13 +122,24 @@ def agents_into(tmp_path: Path, services: list[str], scale: bool = False) -> Ite
         inventory_file.write_text(inventory_text(standins, folder, listen))
         stop.callback(stack.stop, keep=False)
         mode = ["--scale"] if scale else []
-        up = stack.redline("up", f"--only={','.join(services)}", *mode, f"--inventory={inventory_file}")
+        up = stack.redline(
+            "up", f"--only={','.join(services)}", *mode, *up_args, f"--inventory={inventory_file}"
+        )
         assert up.returncode == 0, up.stdout + up.stderr
 
         rendered = stack.redline("agent-config", f"--out={folder}", f"--run-dir={stack.run_dir}")
         assert rendered.returncode == 0, rendered.stderr
         assert sorted(p.name for p in folder.iterdir()) == sorted(AGENTS)
         password = stack.credentials.path(credentials.WEB_PASSWORD_FILE)
+        procs: dict[str, subprocess.Popen] = {}
+
+        def start(name: str) -> None:
+            kind = AGENTS[name][0]
+            ready = f"http://{listen[name]}{READY[kind]}"
+            binary = {agents.BINARY_ENV: tool(BINARY[kind])}
+            script = [str(folder / name / agents.RUN_SCRIPT)]
+            procs[name] = stop.enter_context(running(script, ready, tmp_path / f"{name}.log", env=binary))
+
         for name, (kind, _system, _env) in AGENTS.items():
             config = folder / name / agents.CONFIG[kind]
             if kind == "prometheus-agent":
@@ -120,10 +158,8 @@ def agents_into(tmp_path: Path, services: list[str], scale: bool = False) -> Ite
             refused = subprocess.run(script, capture_output=True, text=True, env=env, timeout=10)
             assert refused.returncode == 1 and "mode 644, want 600" in refused.stderr, refused.stderr
             copy.chmod(0o600)
-            ready = f"http://{listen[name]}{READY[kind]}"
-            binary = {agents.BINARY_ENV: tool(BINARY[kind])}
-            stop.enter_context(running(script, ready, tmp_path / f"{name}.log", env=binary))
-        yield stack, standins
+            start(name)
+        yield Agents(stack, standins, procs, start)
 
 
 def expected_labels(name: str, address: str) -> dict[str, str]:
@@ -140,7 +176,8 @@ def expected_labels(name: str, address: str) -> dict[str, str]:
 
 
 def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_path: Path) -> None:
-    with agents_into(tmp_path, ["prometheus"]) as (stack, standins):
+    with agents_into(tmp_path, ["prometheus"]) as running_agents:
+        stack, standins = running_agents.stack, running_agents.standins
         # every series of each agent's target, once, with the labels the stack would have given it
         for name in AGENTS:
             selector = COUNTER.format(standins[name])
@@ -187,7 +224,8 @@ def test_agents_scrape_remotely_buffer_through_an_outage_and_lose_nothing(tmp_pa
 
 def test_with_scale_agents_write_into_both_replicas_and_the_store_keeps_one_series(tmp_path: Path) -> None:
     replicas = list(storage.REPLICAS)
-    with agents_into(tmp_path, [*replicas, storage.LONG_TERM], scale=True) as (stack, standins):
+    with agents_into(tmp_path, [*replicas, storage.LONG_TERM], scale=True) as running_agents:
+        stack, standins = running_agents.stack, running_agents.standins
         for name, address in standins.items():
             selector = COUNTER.format(address)
             for replica in replicas:  # each replica has the series, without a replica label of its own
@@ -203,3 +241,53 @@ def test_with_scale_agents_write_into_both_replicas_and_the_store_keeps_one_seri
                 lambda s=selector: scale_ha.store_series(stack, s), 60, what=f"{name}'s series in the store"
             )
             assert stored == [{**expected_labels(name, address), "stack": "redline"}]
+
+
+def test_a_silent_agent_pages_with_its_name_and_host_and_resolves_when_it_is_back(tmp_path: Path) -> None:
+    rules = render_rules(FOR_OVERRIDE, tmp_path / "rendered")
+    am = alertmanager_config_with_timers(tmp_path / "alertmanager.yml", GROUP_TIMER, GROUP_TIMER)
+    services = ["prometheus", "alertmanager", "pager-sink"]
+    up_args = (f"--rules-dir={rules}", f"--alertmanager-config={am}")
+    with agents_into(tmp_path, services, up_args=up_args) as running_agents:
+        stack = running_agents.stack
+        # each agent's own up arrives, named: 1, so the vmagent's self-scrape passed its basic auth
+        for name in AGENTS:
+            selector = f'up{{job="{agents.SELF_JOB}", agent="{name}"}}'
+            rows = wait_until(lambda s=selector: stack.query(s), 60, what=f"{name}'s own up in the stack")
+            assert [(row["metric"]["host"], row["metric"]["system"], row["value"][1]) for row in rows] == [
+                (host_of(name), "redline", "1")
+            ]
+        stack.wait_sending_to_alertmanager()
+        since = len(stack.notifications())
+
+        silent, going_on = "edge-vm", "edge-prom"
+        assert AGENTS[silent][0] == "vmagent"
+        proc = running_agents.procs[silent]
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: run.sh exec'd vmagent in its own session
+        proc.wait(timeout=10)
+        killed = time.time()
+        # the 1m window empties, `for` (5s), an evaluation, Alertmanager's 5 s group_wait
+        _record, alert = stack.wait_for_notification("/pager", SILENT, timeout=150, since=since, agent=silent)
+        paged_after = time.time() - killed
+        assert alert["labels"] == {
+            "alertname": SILENT,
+            "agent": silent,
+            "host": host_of(silent),
+            "severity": "critical",
+            "system": "redline",
+            "stack": "redline",  # Prometheus' external label
+        }
+        assert alert["annotations"]["description"].startswith(f"Agent {silent} on {host_of(silent)}: 0 ")
+        # not before the last sample (at most one scrape interval before the kill) left the window
+        (entry,) = [t for t in load_catalogue().thresholds() if t.alert_name == SILENT]
+        earliest = entry.rate_window_seconds - durations.seconds(topology.SCRAPE_INTERVAL)
+        assert earliest <= paged_after <= 150, paged_after
+        print(f"{SILENT} for {silent} paged {paged_after:.0f} s after the kill")
+
+        running_agents.start(silent)
+        restarted = time.time()
+        stack.wait_for_notification(
+            "/pager", SILENT, status="resolved", timeout=90, since=since, agent=silent
+        )
+        print(f"{SILENT} for {silent} resolved {time.time() - restarted:.0f} s after the restart")
+        assert not list(stack.matching_alerts(SILENT, since=since, agent=going_on))

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from redline import inventory, storage, topology
+from redline.generate.load import load_catalogue
 from redline.paths import PROMETHEUS
 from redline.stack import agents
 
@@ -88,8 +89,8 @@ def test_an_agent_scrapes_with_the_central_jobs_settings(inv: inventory.Inventor
     gb1, api1 = inv.agents
     config = yaml.safe_load(agents.render(inv, gb1, scale=False)["scrape.yml"])
     assert config["global"] == {"scrape_interval": topology.SCRAPE_INTERVAL, "scrape_timeout": "4s"}
-    assert [job["job_name"] for job in config["scrape_configs"]] == ["gamebook", "node"]
-    gamebook, node = config["scrape_configs"]
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["gamebook", "node", "redline-agent"]
+    gamebook, node, _own = config["scrape_configs"]
     assert {k: v for k, v in gamebook.items() if k != "static_configs"} == {
         k: v for k, v in jobs["gamebook"].items() if k != "file_sd_configs"
     }
@@ -103,13 +104,34 @@ def test_an_agent_scrapes_with_the_central_jobs_settings(inv: inventory.Inventor
     assert node["static_configs"] == [{"targets": ["gb-1.example.org:9100"], "labels": {"system": "host"}}]
     assert "remote_write" not in config  # vmagent takes it on its command line
     api = yaml.safe_load(agents.render(inv, api1, scale=False)["prometheus-agent.yml"])
-    (qerrors,) = api["scrape_configs"]
+    qerrors, _own = api["scrape_configs"]
     assert qerrors["static_configs"] == [
         {
             "targets": ["api-1.example.org:9100"],
             "labels": {"system": "qerrors", "env": "staging", "__metrics_path__": "/custom"},
         }
     ]
+
+
+def test_an_agent_scrapes_itself_with_its_name_and_host(inv: inventory.Inventory) -> None:
+    """Its own `up` is what tells the stack it delivers (RedlineAgentSilent); the labels name it."""
+    gb1, api1 = inv.agents
+    for agent, config_file, listen in (
+        (gb1, "scrape.yml", inventory.AGENT_LISTEN),
+        (api1, "prometheus-agent.yml", "127.0.0.1:9095"),
+    ):
+        config = yaml.safe_load(agents.render(inv, agent, scale=False)[config_file])
+        own = config["scrape_configs"][-1]
+        assert own == {
+            "job_name": "redline-agent",
+            "basic_auth": {"username": "redline", "password_file": f"{agent.dir}/web-password"},
+            "static_configs": [
+                {
+                    "targets": [listen],
+                    "labels": {"system": "redline", "agent": agent.name, "host": agent.host},
+                }
+            ],
+        }
 
 
 @pytest.mark.parametrize("scale", [False, True])
@@ -234,3 +256,14 @@ def test_agent_config_follows_how_the_stack_was_started(
     err = capsys.readouterr().err.strip()
     where = "redline agent-config: bad.yml: agents.0.scrape.0: "
     assert err == where + "'nowhere:1' is not a scrape address of any system"
+
+
+def test_the_silence_alert_reads_what_the_agents_send_about_themselves() -> None:
+    """RedlineAgentSilent selects the job and keeps the labels agent-config gives the self-scrape."""
+    (entry,) = [t for t in load_catalogue().thresholds() if t.alert_name == "RedlineAgentSilent"]
+    selector = f'up{{job="{agents.SELF_JOB}"}}'
+    assert entry.signal.count(selector) == 2, entry.signal
+    assert entry.system == agents.SELF_SYSTEM
+    assert entry.fixture is not None and entry.fixture.kind == "silence"
+    assert {"agent", "host", "system"} <= set(entry.fixture.keeps)
+    assert all(f'job="{agents.SELF_JOB}"' in item.series for item in entry.fixture.series)

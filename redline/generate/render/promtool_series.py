@@ -107,10 +107,16 @@ def breach_and_safe(threshold: Threshold) -> tuple[float, float]:
     return round(breach, 12), round(safe, 12)
 
 
-def expected_annotations(alert: Alert, value: float) -> dict[str, str]:
-    """The alert's annotations as Prometheus renders them for $value = value."""
+LABEL_TEMPLATE_RE = re.compile(r"\{\{ \$labels\.([a-zA-Z_][a-zA-Z0-9_]*) \}\}")
+
+
+def expected_annotations(alert: Alert, value: float, labels: dict[str, str] | None = None) -> dict[str, str]:
+    """The alert's annotations as Prometheus renders them for $value = value (and `{{ $labels.NAME }}`
+    = the alert's label, when its labels are given)."""
     out = {}
     for key, text in alert.annotations.items():
+        if labels is not None:
+            text = LABEL_TEMPLATE_RE.sub(lambda m: labels.get(m.group(1), ""), text)
         if isinstance(alert.source, Threshold):
             text = text.replace(value_template(alert.source.unit), format_value(alert.source.unit, value))
         else:

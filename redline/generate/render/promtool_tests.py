@@ -8,6 +8,9 @@ Threshold alerts, per level, get at least three cases:
     breach has filled the signal's rate window and then held for `for`, not one interval earlier, and
     firing at the detection time its runbook states (rate window + `for`).
 Other levels of the same alert are part of the expectation (a critical breach also fires the warning).
+A silence entry (an agent's own series, RedlineAgentSilent) gets the series stopping instead: silent while
+they arrive, firing exactly when the last sample has left the window and `for` has passed, still firing
+long after Prometheus' 5m lookback, resolved when samples arrive again, forgotten after the longest window.
 SLO alerts get three burn-rate cases: fast burn pages (and tickets), slow burn tickets only, within
 budget stays silent; and one with two environments, one burning fast and one within budget, where only
 the burning one's alerts fire, with its env, and each env has its own budget left. Input series come
@@ -39,6 +42,7 @@ from redline.generate.render.promtool_series import (
     expected_annotations,
     expected_labels,
     input_series,
+    parse_series,
     series_text,
 )
 
@@ -132,6 +136,10 @@ def threshold_tests(
         return [_always_group(level_alert, fixture, targets[0], interval, name, where)]
     if fixture.kind == "baseline":
         return _baseline_groups(level_alert, fixture, targets, interval, settle, name, where)
+    if fixture.kind == "silence":
+        # the series stop after the catalogue's settling time, not after the signal's (day-long) window
+        history = parse_duration(catalogue.settings.test_settle)
+        return _silence_groups(level_alert, fixture, targets[0], interval, history, name, where)
 
     levels = [a.source for a in same_name if isinstance(a.source, Threshold)]
     breach, safe = breach_and_safe(level)
@@ -314,6 +322,76 @@ def _always_group(
             for t in (0, 10 * interval, 60 * interval)
         ],
     }
+
+
+def _silence_groups(
+    alert: Alert, fixture: Fixture, target: dict[str, str], interval: int, history: int, name: str, where: str
+) -> list[dict]:
+    """The series arrive (each at scale + offset) until `last`, then stop without a staleness marker, as a
+    dead agent's remote-written series do, and (first group) arrive again. Firing exactly when the last
+    sample has left the counting window and `for` has passed, not one interval before; still firing an
+    hour later, long past the 5m lookback in which an instant selector still sees the last sample;
+    resolved at the first new sample; and (second group) forgotten once the longest window is empty."""
+    level = alert.source
+    assert isinstance(level, Threshold)
+    window, forget = level.rate_window_seconds, level.window_seconds
+    if not window or forget <= window:
+        raise ValueError(
+            f"{where}: a silence signal counts samples over a window and keeps its labels over a longer one"
+        )
+    last = _round_up(history, interval)
+    t_fire = last + window + parse_duration(level.for_)
+    t_late = t_fire + parse_duration("1h")
+    back = t_late + interval  # the first sample after the silence
+
+    def rows(*phases: tuple[bool, int]) -> tuple[list[dict], dict[str, str]]:
+        out: list[dict] = []
+        seen: dict[str, str] = {}
+        for item in fixture.series:
+            series_name, labels = parse_series(item.series)
+            merged = {**target, **labels}
+            for key, value in merged.items():
+                seen.setdefault(key, value)
+            value = format_number(item.scale + item.offset)
+            parts = [f"{value if arriving else '_'}x{count - 1}" for arriving, count in phases]
+            out.append({"series": series_text(series_name, merged), "values": " ".join(parts)})
+        return out, seen
+
+    def case(t: int, firing: bool, seen: dict[str, str]) -> dict:
+        expected = []
+        if firing:
+            labels = expected_labels(alert, fixture, seen, where)
+            expected.append({"exp_labels": labels, "exp_annotations": expected_annotations(alert, 0, labels)})
+        return {"eval_time": format_duration(t), "alertname": level.alert_name, "exp_alerts": expected}
+
+    arriving = last // interval + 1
+    returning, seen = rows((True, arriving), (False, (back - last) // interval), (True, 2))
+    forgotten, seen_f = rows((True, arriving), (False, (last + forget) // interval - arriving + 2))
+    return [
+        {
+            "name": f"{name}: the series stop at {format_duration(last)} (no staleness marker): firing "
+            f"{format_duration(t_fire - last)} later, not one interval earlier; still firing after an "
+            "hour; resolved by the first new sample",
+            "interval": format_duration(interval),
+            "input_series": returning,
+            "alert_rule_test": [
+                case(last, False, seen),
+                case(t_fire - interval, False, seen),
+                case(t_fire, True, seen),
+                case(t_late, True, seen),
+                case(back, False, seen),
+            ],
+        },
+        {
+            "name": f"{name}: silent for {format_duration(forget)} the series are forgotten (resolved)",
+            "interval": format_duration(interval),
+            "input_series": forgotten,
+            "alert_rule_test": [
+                case(last + forget - interval, True, seen_f),
+                case(last + forget, False, seen_f),
+            ],
+        },
+    ]
 
 
 def _baseline_groups(

@@ -79,7 +79,12 @@ def detection_lines(levels: list[Threshold]) -> list[str]:
     for level in levels:
         window, hold = level.rate_window_seconds, level.for_
         total = format_duration(level.detection_seconds)
-        if window:
+        if window and level.fixture is not None and level.fixture.kind == "silence":
+            how = (
+                f"the last sample leaves the {format_duration(window)} window, then the condition holds for "
+                f"`for` ({hold})"
+            )
+        elif window:
             how = (
                 f"the {format_duration(window)} rate window fills with breaching samples, then the condition "
                 f"holds for `for` ({hold}); a breach far past the threshold crosses sooner"
