@@ -228,7 +228,8 @@ def test_qerrors_errors_above_1_5x_their_baseline_fire_and_resolve(
         slo_stack.add_targets("slo-baseline", "qerrors", [instance], labels)
         try:
             baseline = "env:qerrors_errors:ratio_rate5m_vs_baseline"
-            wait_until(lambda: slo_stack.sandbox.query(baseline), timeout=90, what="a baseline")
+            found = wait_until(lambda: slo_stack.sandbox.query(baseline), timeout=90, what="a baseline")
+            assert 0.5 < float(found[0]["value"][1]) < 1.5, found  # 1% now against 1% then
             since = len(slo_stack.sandbox.notifications())
             service.post("/traffic?hits=400&errors=0.04")
             record, fired = wait_alert(slo_stack, alert, "firing", since, timeout=120, env="production")
