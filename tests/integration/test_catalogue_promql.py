@@ -12,7 +12,9 @@ from redline.testing.catalogue import changed_catalogue, entry
 
 def test_unparsable_promql_names_file_entry_and_field(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     def break_signal(data: dict) -> None:
-        entry(data, "cycle-time")["signal"] = "sum(rate(redline_cycle_duration_seconds_sum[5m])"
+        entry(data, "cycle-time")["signal"] = (
+            "sum by (system, env) (rate(redline_cycle_duration_seconds_sum[5m])"
+        )
 
     catalogue = changed_catalogue(tmp_path, "tmux.yml", break_signal)
     out = tmp_path / "out"
