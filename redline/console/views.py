@@ -14,10 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redline import storage
 from redline.console.charts import Line, Series, intervals, signal_chart, visible_span
 from redline.console.upstream import Alertmanagers, Prometheus, UpstreamError, matches
 from redline.generate.alerts import Alert, catalogue_alerts
-from redline.generate.conventions import SLO_BUDGET, dashboard_uid, panel_id, tiers_by_severity
+from redline.generate.conventions import (
+    BUDGET_MATCH,
+    LONG_TERM_BUDGET,
+    budget_left,
+    dashboard_uid,
+    long_range,
+    panel_id,
+    tiers_by_severity,
+)
 from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import Catalogue, Slo, Threshold, breaches
 from redline.receivers.ledger import Ledger, parse_time
@@ -84,7 +93,8 @@ class Console:
     ) -> None:
         self.catalogue = catalogue
         self.prometheus = prometheus  # now: pending alerts, current values, its external labels
-        self.over_time = history or prometheus  # over time: the signal charts and their firing intervals
+        # over time: the signal charts, their firing intervals, the SLOs' budgets (a period's worth)
+        self.over_time = history or prometheus
         self.alertmanagers = alertmanagers
         self.ledger_url = ledger_url
         self.alerts: dict[tuple[str, str], Alert] = {
@@ -199,13 +209,13 @@ class Console:
         row |= {"source": item.source, "panel": panel_id(system_id, item.id), "values": []}
         if isinstance(item, Slo):
             row["what"] = f"{item.name}: objective {humanize_percentage(item.objective)} over {item.period}"
-            expr = f'{SLO_BUDGET}{{slo="{item.slo_label}"}}'  # one per env
-            for result in self._instant(expr):
+            # from the history: with --scale the store, the only one holding the whole period
+            for result in self._instant(budget_left(item), self.over_time):
                 left = float(result["value"][1])
                 color = "red" if left <= 0 else ("amber" if left < 0.5 else "green")
-                row["values"].append(
-                    (_series_name(result["metric"]), f"{humanize_percentage(left)} budget left", color)
-                )
+                env = {k: v for k, v in result["metric"].items() if k in BUDGET_MATCH}
+                shown = f"{humanize_percentage(left)} budget left {_budget_span(item, result['metric'])}"
+                row["values"].append((_series_name(env), shown, color))
             return row
         levels = [a.source for a in self.alerts.values() if a.source.id == item.id and a.system == system_id]
         row["what"] = f"{item.measures}: target {format_value(item.unit, item.target)}, alert " + ", ".join(
@@ -224,9 +234,9 @@ class Console:
             row["values"].append((_series_name(result["metric"]), format_value(item.unit, value), color))
         return row
 
-    def _instant(self, expr: str) -> list[dict[str, Any]]:
+    def _instant(self, expr: str, source: Prometheus | None = None) -> list[dict[str, Any]]:
         try:
-            return self.prometheus.query(expr)
+            return (source or self.prometheus).query(expr)
         except UpstreamError:
             return []
 
@@ -273,6 +283,16 @@ def _from_alertmanager(alert: dict[str, Any]) -> Shown:
         list(status["silencedBy"]),
         list(status["inhibitedBy"]),
     )
+
+
+def _budget_span(slo: Slo, metric: dict[str, str]) -> str:
+    """Which record a budget value is and what it covers (conventions.budget_left): 15 days of a 30-day
+    budget read differently from the whole 30."""
+    if metric.get("__name__") == LONG_TERM_BUDGET:
+        return f"over {slo.period} (long-term store)"
+    if long_range(slo):
+        return f"over at most {storage.PROMETHEUS_RETENTION_TIME} of {slo.period} (Prometheus' own)"
+    return f"over {slo.period}"
 
 
 def _series_name(metric: dict[str, str]) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import zlib
 
-from redline import paths
-from redline.generate.model import BurnRate, Catalogue, Settings, System, parse_duration
+from redline import durations, paths, storage
+from redline.generate.model import BurnRate, Catalogue, Settings, Slo, System, parse_duration
 
 FIRST_ENTRY_PANEL_ID = 100
 LAST_ENTRY_PANEL_ID = 9999
@@ -119,6 +119,28 @@ def long_term_slo_record(period: str) -> str:
 
 
 LONG_TERM_BUDGET = "slo:error_budget_remaining_long_term:ratio"
+
+
+def long_range(slo: Slo) -> bool:
+    """Whether an SLO's period is longer than a replica keeps: only the store can evaluate it (it has
+    LONG_TERM_BUDGET records; the replicas' SLO_BUDGET covers the part of the period they hold)."""
+    return parse_duration(slo.period) > durations.seconds(storage.PROMETHEUS_RETENTION_TIME)
+
+
+# The labels an SLO's two budget records share in the store. The replicas' record also carries their
+# external labels (e.g. `stack`; `replica` is dropped on remote write) and vmalert's carries those of the
+# series it averages: matching on these alone pairs the two of one env whatever else they carry.
+BUDGET_MATCH = ("slo", "env")
+
+
+def budget_left(slo: Slo) -> str:
+    """An SLO's error budget left, one value per env, as read from the history (storage.history): the
+    store's LONG_TERM_BUDGET over the whole period where vmalert has recorded it, else the Prometheus'
+    own SLO_BUDGET (over what it keeps, at most its retention). Without the store, or before vmalert's
+    first round, only the latter exists. `or` keeps each series' name, which tells the two apart."""
+    selector = f'{{slo="{slo.slo_label}"}}'
+    match = ", ".join(BUDGET_MATCH)
+    return f"{LONG_TERM_BUDGET}{selector} or on ({match}) {SLO_BUDGET}{selector}"
 
 
 def compliance_record() -> str:

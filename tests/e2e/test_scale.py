@@ -6,7 +6,8 @@ tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group tim
 
 - the replicas' two copies of each series are one series in the store, one sample per dedup interval;
 - vmalert evaluates the long-range rules (prometheus/long-term/rules.yml) against the store and writes
-  their records into it; the console and `redline backtest` read history from the store by default;
+  their records into it; the console and `redline backtest` read history from the store by default, and
+  the console's system page shows vmalert's 30-day SLO budget;
 - a replica SIGKILLed during an incident: the page arrives exactly once per group, and the incident's
   series has no gap in the store (REDLINE_SCALE_KILL_RUNS rounds, default 2; bench/scale_ha.py runs 20);
 - the store stopped under load (REDLINE_SCALE_OUTAGE_S, default 20 s; the bench runs 120 s): after it
@@ -19,12 +20,16 @@ import json
 import os
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from redline import durations, storage, topology
+from redline.generate.conventions import LONG_TERM_BUDGET, SLO_BUDGET, budget_left
+from redline.generate.humanize import humanize_percentage
+from redline.generate.load import load_catalogue
 from redline.testing import scale_ha
 from redline.testing.processes import wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
@@ -127,6 +132,40 @@ def test_the_console_and_backtest_read_history_from_the_store(stack: Sandbox) ->
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["datasource"] == store
+
+
+def _store_query(stack: Sandbox, expr: str) -> list[dict]:
+    query = urllib.parse.urlencode({"query": expr})
+    return list(stack.get_json(f"{stack.url(storage.LONG_TERM)}/api/v1/query?{query}")["data"]["result"])
+
+
+def test_the_console_shows_the_long_term_budget_from_the_store(stack: Sandbox) -> None:
+    """The console's budget expression (conventions.budget_left) against the real store, where both the
+    replicas' budget (with their external labels) and vmalert's 30-day record exist: one value per env,
+    vmalert's, and the system page shows each as the long-term store's."""
+    slo = next(s for s in load_catalogue().slos() if s.slo_label == "gamebook-errors")
+    selector = f'{{slo="{slo.slo_label}"}}'
+    timeout = 3 * durations.seconds(storage.LONG_TERM_EVAL_INTERVAL) + 30
+    wait_until(lambda: _stored_value(stack, LONG_TERM_BUDGET + selector), timeout, what="the 30-day budget")
+    replicas_envs = {r["metric"].get("env") for r in _store_query(stack, SLO_BUDGET + selector)}
+    assert replicas_envs, "the replicas' own budget is not in the store"
+    request = urllib.request.Request(f"{stack.url('console')}/systems/gamebook", headers=stack.auth)
+
+    def shown() -> bool:
+        answer = _store_query(stack, budget_left(slo))
+        envs = [r["metric"].get("env") for r in answer]
+        assert sorted(envs, key=str) == sorted(replicas_envs, key=str), answer  # one value per env
+        assert {r["metric"]["__name__"] for r in answer} == {LONG_TERM_BUDGET}, answer
+        with urllib.request.urlopen(request, timeout=10) as response:
+            page = response.read().decode()
+        # vmalert may write a new value between the two requests: asked again then
+        return all(
+            f"{humanize_percentage(float(r['value'][1]))} budget left over {slo.period} (long-term store)"
+            in page
+            for r in answer
+        )
+
+    wait_until(shown, 3 * durations.seconds(storage.LONG_TERM_EVAL_INTERVAL), what="the page")
 
 
 def test_reload_reloads_both_replicas_and_vmalert(stack: Sandbox) -> None:

@@ -23,7 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
+from redline import storage
+from redline.generate.conventions import SLO_BUDGET
 from redline.generate.load import load_catalogue
+from redline.generate.render.dashboards.common import HISTORY_UID
 from redline.generate.render.rules import render_rules
 from redline.testing.components import prometheus, stack_password, vmagent
 from redline.testing.pg import pg_cluster
@@ -60,6 +63,7 @@ class Query:
     dashboard: str
     panel: str
     expr: str
+    datasource: str = ""  # the uid a panel target names; variables use `$datasource`
 
 
 def substitute(expr: str) -> str:
@@ -76,9 +80,9 @@ def dashboard_queries() -> list[Query]:
         panels = [p for top in data["panels"] for p in (top, *top.get("panels", []))]
         for panel in panels:
             for target in panel.get("targets", []):
-                queries.append(
-                    Query(data["uid"], f"{panel['id']} {panel['title']}", substitute(target["expr"]))
-                )
+                where = f"{panel['id']} {panel['title']}"
+                uid = target["datasource"]["uid"]
+                queries.append(Query(data["uid"], where, substitute(target["expr"]), uid))
         for variable in data["templating"]["list"]:
             if variable["type"] != "query":
                 continue
@@ -280,6 +284,20 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     listing = "\n".join(f"  {q.dashboard} / {q.panel}: {q.expr}" for q in empty)
     assert not empty, f"{len(empty)} of {len(checked)} dashboard queries return nothing:\n{listing}"
     assert len(exempt) <= 4, [q.panel for q in exempt]
+
+
+def test_history_budget_queries_fall_back_to_the_prometheus_own(stack: Stack) -> None:
+    """Every query above runs against this one Prometheus, those of the History datasource too: without
+    --scale History is the Prometheus (redline/storage.py history). There the budget panels' preferred
+    long-term record does not exist, and each answers the Prometheus' own budget, one per env, named."""
+    assert storage.history(scale=False) == "prometheus"
+    history = [q for q in dashboard_queries() if q.datasource == HISTORY_UID]
+    assert len(history) == 2 * len(list(load_catalogue().slos())), [q.panel for q in history]
+    for query in history:
+        result = wait_until(lambda q=query: prom_query(stack.prometheus, q.expr), 60, what=query.panel)
+        envs = [r["metric"]["env"] for r in result]
+        assert len(envs) == len(set(envs)), result
+        assert {r["metric"]["__name__"] for r in result} == {SLO_BUDGET}, result
 
 
 def test_exemptions_are_still_needed(stack: Stack) -> None:

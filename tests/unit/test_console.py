@@ -5,6 +5,7 @@ against the real ones (tests/e2e/test_console_browser.py, bench/console.py)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from redline.console.runbooks import RUNBOOKS, Runbooks, render
 from redline.console.security import Authenticator, Csrf
 from redline.console.upstream import Alertmanagers, Prometheus
 from redline.console.views import Console
-from redline.generate.conventions import panel_id
+from redline.generate.conventions import LONG_TERM_BUDGET, SLO_BUDGET, panel_id
 from redline.generate.load import load_catalogue
 from redline.paths import ROOT
 from redline.receivers.ledger import Ledger
@@ -249,3 +250,72 @@ def test_every_page_needs_credentials_when_the_stack_has_them(
     assert client.get("/history", headers=wrong).status_code == 401
     page = client.get("/history", headers=good)
     assert page.status_code == 200 and '<span class="user">oncall</span>' in page.text
+
+
+class StoreOfBudgets(Prometheus):
+    """The long-term store as it answers conventions.budget_left for GameBook's errors SLO: vmalert's
+    record for production, the replicas' own for staging (no long-term record there yet), both with the
+    replicas' external label `stack`. Records every instant query."""
+
+    def __init__(self) -> None:
+        super().__init__(UNREACHABLE)
+        self.asked: list[str] = []
+
+    def query(self, expr: str) -> list[dict]:
+        self.asked.append(expr)
+        if "gamebook-errors" not in expr:
+            return []
+        labels = {"slo": "gamebook-errors", "system": "gamebook", "stack": "redline"}
+        return [
+            {"metric": {"__name__": LONG_TERM_BUDGET, "env": "production", **labels}, "value": [0, "0.25"]},
+            {"metric": {"__name__": SLO_BUDGET, "env": "staging", **labels}, "value": [0, "-0.5"]},
+        ]
+
+
+class ReplicaOfBudgets(Prometheus):
+    """A replica that knows only its own budget (over at most 15 days): must not be what the page shows."""
+
+    def __init__(self) -> None:
+        super().__init__(UNREACHABLE)
+
+    def query(self, expr: str) -> list[dict]:
+        metric = {"__name__": SLO_BUDGET, "slo": "gamebook-errors", "env": "production"}
+        return [{"metric": metric, "value": [0, "0.99"]}] if "gamebook-errors" in expr else []
+
+
+def test_the_system_page_reads_the_budget_from_the_history_preferring_the_long_term_record() -> None:
+    """With --scale the budget row shows the store's 30-day record where vmalert wrote it, the replicas'
+    own elsewhere, per env, each saying which it is; the replica is not asked."""
+    store = StoreOfBudgets()
+    nowhere = Alertmanagers([UNREACHABLE])
+    console = Console(load_catalogue(), ReplicaOfBudgets(), nowhere, "sqlite:///unused", history=store)
+    [row] = [r for r in console.system_rows("gamebook") if r["id"] == "errors"]
+    assert (
+        'slo:error_budget_remaining_long_term:ratio{slo="gamebook-errors"} '
+        'or on (slo, env) slo:error_budget_remaining:ratio{slo="gamebook-errors"}'
+    ) in store.asked
+    assert row["values"] == [
+        ('{env="production", slo="gamebook-errors"}', "25% budget left over 30d (long-term store)", "amber"),
+        (
+            '{env="staging", slo="gamebook-errors"}',
+            "-50% budget left over at most 15d of 30d (Prometheus' own)",
+            "red",
+        ),
+    ]
+    page = _client(console).get("/systems/gamebook")
+    assert page.status_code == 200
+    assert "25% budget left over 30d (long-term store)" in page.text and "99% budget left" not in page.text
+
+
+def test_a_budget_within_the_retention_is_the_whole_period() -> None:
+    """An SLO whose period a replica keeps has no long-term record: its own budget covers all of it."""
+    catalogue = load_catalogue()
+    gamebook = catalogue.system("gamebook")
+    short = [dataclasses.replace(slo, period="7d") for slo in gamebook.slos]
+    systems = [dataclasses.replace(s, slos=short) if s is gamebook else s for s in catalogue.systems]
+    week = dataclasses.replace(catalogue, systems=systems)
+    console = Console(week, ReplicaOfBudgets(), Alertmanagers([UNREACHABLE]), "sqlite:///unused")
+    [row] = [r for r in console.system_rows("gamebook") if r["id"] == "errors"]
+    assert row["values"] == [
+        ('{env="production", slo="gamebook-errors"}', "99% budget left over 7d", "green")
+    ]

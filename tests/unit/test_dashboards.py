@@ -27,15 +27,17 @@ from redline.generate.render.dashboards.common import (
     ALERTMANAGER_NAME,
     ALERTMANAGER_UID,
     GRAFANA_UNITS,
+    HISTORY_UID,
     PROMETHEUS_UID,
 )
-from redline.generate.render.dashboards.system import entry_query, thresholds_by_entry
+from redline.generate.render.dashboards.system import FIRST_BUDGET_PANEL, entry_query, thresholds_by_entry
 from redline.generate.render.rules import render_rules
 from redline.testing.processes import ROOT
 
 DASHBOARDS = ROOT / DASHBOARDS_DIR
 PROVISIONING = ROOT / "grafana" / "provisioning"
 DATASOURCE_VARIABLE_REF = {"type": "prometheus", "uid": "${datasource}"}
+HISTORY_REF = {"type": "prometheus", "uid": "redline-history"}  # the provisioned History datasource
 FIXED_RANGE = re.compile(r"\[\s*\d+[smhdwy]\s*(?::[^\]]*)?\]")
 
 
@@ -105,12 +107,12 @@ def steps_of(panel: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_provisioned_datasources_have_fixed_uids_and_urls_from_the_environment() -> None:
     listed = yaml.safe_load((PROVISIONING / "datasources" / "redline.yml").read_text())["datasources"]
-    sources = {s["type"]: s for s in listed if s["uid"] != "redline-history"}
+    sources = {s["type"]: s for s in listed if s["uid"] != HISTORY_UID}
     assert sources["prometheus"]["uid"] == PROMETHEUS_UID
     assert sources["prometheus"]["url"] == "${PROMETHEUS_URL}"
     assert sources["prometheus"]["isDefault"] is True
     # long-term data: VictoriaMetrics with --scale / profile scale (redline/storage.py history)
-    history = next(s for s in listed if s["uid"] == "redline-history")
+    history = next(s for s in listed if s["uid"] == HISTORY_UID == HISTORY_REF["uid"])
     assert history["type"] == "prometheus" and history["url"] == "${REDLINE_HISTORY_URL}"
     assert history["basicAuth"] is True and not history.get("isDefault")
     assert sources["alertmanager"]["uid"] == ALERTMANAGER_UID
@@ -185,10 +187,12 @@ def test_every_datasource_is_the_variable_or_a_provisioned_uid(path: Path) -> No
         if panel["type"] == "alertGroups":
             assert panel["datasource"]["uid"] in provisioned
             continue
-        assert panel["datasource"] == DATASOURCE_VARIABLE_REF, f"panel {panel['id']} {panel['title']}"
+        # the SLO budgets read the History datasource (the store with --scale); the rest the variable
+        expected = HISTORY_REF if panel["title"].endswith("budget left") else DATASOURCE_VARIABLE_REF
+        assert panel["datasource"] == expected, f"panel {panel['id']} {panel['title']}"
         assert panel["targets"], f"panel {panel['id']} has no query"
         for target in panel["targets"]:
-            assert target["datasource"] == DATASOURCE_VARIABLE_REF
+            assert target["datasource"] == expected
 
 
 def test_own_queries_use_rate_interval_and_catalogue_queries_are_verbatim(catalogue: Catalogue) -> None:
@@ -309,6 +313,48 @@ def test_slo_panels_show_the_burn_rate_tiers(catalogue: Catalogue) -> None:
         # one line per env: the records keep env, the legend names it (or says there is none)
         assert all(t["legendFormat"].endswith(" {{env}}") for t in panel["targets"])
         assert all(e.startswith("label_replace(") and '"env", "(no env)", "env", ""' in e for e in exprs)
+
+
+def budget_panels(catalogue: Catalogue) -> list[tuple[Any, dict[str, Any]]]:
+    """(SLO, panel) of every budget panel: one on its system's dashboard and one on the overview."""
+    dashboards = by_uid()
+    found = []
+    for slo in catalogue.slos():
+        system = dashboards[dashboard_uid(slo.system)]
+        index = [s.id for s in catalogue.system(slo.system).slos].index(slo.id)
+        found.append((slo, panel_by_id(system, FIRST_BUDGET_PANEL + index)))
+        [overview] = [
+            p for p in all_panels(dashboards[OVERVIEW_UID]) if p["title"] == f"{slo.name}: budget left"
+        ]
+        found.append((slo, overview))
+    return found
+
+
+def test_budget_panels_prefer_the_long_term_record_from_the_history(catalogue: Catalogue) -> None:
+    """Each SLO's budget stats read History: vmalert's 30-day record in the store per env, else the
+    Prometheus' own (matched on slo and env only: the store's copies carry external labels too); the
+    description names both records and what each covers."""
+    panels = budget_panels(catalogue)
+    assert len(panels) == 2 * len(list(catalogue.slos())) >= 8
+    for slo, panel in panels:
+        assert panel["datasource"] == HISTORY_REF
+        [target] = panel["targets"]
+        assert target["datasource"] == HISTORY_REF and target["instant"] is True
+        assert target["legendFormat"] == f"{slo.name} {{{{env}}}}"
+        assert target["expr"] == (
+            f'label_replace(slo:error_budget_remaining_long_term:ratio{{slo="{slo.slo_label}"}} '
+            f'or on (slo, env) slo:error_budget_remaining:ratio{{slo="{slo.slo_label}"}}, '
+            '"env", "(no env)", "env", "")'
+        )
+        description = panel["description"]
+        assert "History datasource" in description, description
+        assert "`slo:error_budget_remaining_long_term:ratio`, the whole 30d" in description, description
+        assert "`slo:error_budget_remaining:ratio`, Prometheus' own, over at most the 15d" in description
+    gamebook = [p["targets"][0]["expr"] for slo, p in panels if slo.slo_label == "gamebook-errors"]
+    assert gamebook == 2 * [
+        'label_replace(slo:error_budget_remaining_long_term:ratio{slo="gamebook-errors"} or on (slo, env) '
+        'slo:error_budget_remaining:ratio{slo="gamebook-errors"}, "env", "(no env)", "env", "")'
+    ]
 
 
 def test_committed_dashboards_match_the_catalogue(catalogue: Catalogue) -> None:

@@ -19,7 +19,7 @@ which the store may not have yet). None of the names is a replica's record, so n
 
 from __future__ import annotations
 
-from redline import durations, storage
+from redline import storage
 from redline.generate.conventions import (
     COMPLIANCE_WINDOW,
     LONG_TERM_BUDGET,
@@ -27,20 +27,16 @@ from redline.generate.conventions import (
     TARGET_HELD,
     burn_rate_windows,
     compliance_record,
+    long_range,
     long_term_group,
     long_term_slo_record,
     slo_record,
 )
-from redline.generate.model import Catalogue, Slo, System, Threshold, format_number, parse_duration
+from redline.generate.model import Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.common import header, yaml_dump
 
 # The comparison that keeps a target, given the one that misses it (Threshold.past_target).
 HOLDS = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
-
-
-def long_range(slo: Slo) -> bool:
-    """Whether an SLO's period is longer than a replica keeps: only the store can evaluate it."""
-    return parse_duration(slo.period) > durations.seconds(storage.PROMETHEUS_RETENTION_TIME)
 
 
 def slo_rules(catalogue: Catalogue, slo: Slo) -> list[dict]:

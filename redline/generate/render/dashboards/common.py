@@ -1,9 +1,11 @@
 """Building blocks shared by every redline dashboard: datasource, variables, queries, panels, thresholds.
 
 Every panel queries Prometheus through the `$datasource` variable (default: the provisioned
-Prometheus, UID `redline-prometheus`); only the Alertmanager panel names the provisioned Alertmanager
-UID. Catalogue numbers reach panels only through `threshold_steps`, so a dashboard shows exactly the
-target (green) and the alert values (red; orange for a lower level) that the rules alert on.
+Prometheus, UID `redline-prometheus`) but two kinds: the Alertmanager panel names the provisioned
+Alertmanager UID, and the SLO budget panels the History datasource (UID `redline-history`: the long-term
+store with --scale, which alone holds a whole 30-day period). Catalogue numbers reach panels only through
+`threshold_steps`, so a dashboard shows exactly the target (green) and the alert values (red; orange for
+a lower level) that the rules alert on.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from redline.generate.model import SEVERITIES, Threshold
 # Fixed UIDs of grafana/provisioning/datasources/redline.yml.
 PROMETHEUS_UID = "redline-prometheus"
 ALERTMANAGER_UID = "redline-alertmanager"
+HISTORY_UID = "redline-history"  # REDLINE_HISTORY_URL: redline/storage.py history()
 ALERTMANAGER_NAME = "Alertmanager"  # the alert groups panel selects its Alertmanager by datasource name
 DATASOURCE_VARIABLE = "datasource"
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 ALERTMANAGER = model.DataSourceRef(type_val="alertmanager", uid=ALERTMANAGER_UID)
+HISTORY = model.DataSourceRef(type_val="prometheus", uid=HISTORY_UID)
 
 TAG = "redline"
 GRID_WIDTH = 24
@@ -146,15 +150,20 @@ def row(panel_id: int, title: str) -> dashboard.Row:
 
 
 def query(
-    expr: str, legend: str = "__auto", ref_id: str = "A", instant: bool = False
+    expr: str,
+    legend: str = "__auto",
+    ref_id: str = "A",
+    instant: bool = False,
+    datasource: model.DataSourceRef = PROMETHEUS,
 ) -> prometheus.Dataquery:
-    """A Prometheus query through `$datasource` (range by default; instant for stats and tables)."""
+    """A Prometheus query through `$datasource` or another Prometheus-type datasource (range by default;
+    instant for stats and tables)."""
     builder = (
         prometheus.Dataquery()
         .expr(expr.strip())
         .legend_format(legend)
         .ref_id(ref_id)
-        .datasource(PROMETHEUS)
+        .datasource(datasource)
         .editor_mode(QueryEditorMode.CODE)
     )
     return builder.instant() if instant else builder.range()
@@ -250,16 +259,18 @@ def panel(
     steps: list[model.Threshold] | None = None,
     min_value: float | None = None,
     text_mode: common.BigValueTextMode = common.BigValueTextMode.AUTO,
+    datasource: model.DataSourceRef = PROMETHEUS,
 ) -> timeseries.Panel | stat.Panel:
     """A time series (with `steps`, the thresholds are drawn as lines: target green, alert red) or a
-    single-value stat coloured by its threshold steps (last value)."""
+    single-value stat coloured by its threshold steps (last value). `datasource` is the panel's; its
+    queries name their own (query())."""
     default_width, default_height = SIZES[kind]
     built = timeseries.Panel() if kind == "timeseries" else stat.Panel()
     built = (
         built.id(panel_id)
         .title(title)
         .description(description)
-        .datasource(PROMETHEUS)
+        .datasource(datasource)
         .unit(unit)
         .span(width or default_width)
         .height(height or default_height)

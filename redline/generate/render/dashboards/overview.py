@@ -21,6 +21,7 @@ from redline.generate.render.dashboards import common
 from redline.generate.render.dashboards.system import (
     ENV_LEGEND,
     budget_left_query,
+    budget_source,
     burn_rate_query,
     burn_rate_steps,
     entry_query,
@@ -142,13 +143,15 @@ def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builde
         "stat",
         panel_number,
         f"{slo.name}: budget left",
-        f"Error budget left over {slo.period} (objective {format_number(slo.objective * 100)}%).",
+        f"Error budget left over {slo.period} (objective {format_number(slo.objective * 100)}%). "
+        + budget_source(slo),
         "percentunit",
-        [common.query(budget_left_query(slo), legend=f"{slo.name} {ENV_LEGEND}", instant=True)],
+        [budget_left_query(slo, legend=f"{slo.name} {ENV_LEGEND}")],
         steps=[
             model.Threshold(value=None, color=common.ALERT_COLOR),
             model.Threshold(value=0, color="green"),
         ],
+        datasource=common.HISTORY,
     )
     burn = common.panel(
         "stat",

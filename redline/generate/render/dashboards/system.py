@@ -3,18 +3,29 @@
 Each threshold entry gets one time series panel with id `panel_id(system, entry)` that plots exactly
 what its alert reads (the recording rule when the entry has one, else the signal) with the target and
 alert values as threshold lines. Each SLO gets a burn-rate panel (same id rule) over the recording
-rules the burn-rate alerts read, and an error-budget stat.
+rules the burn-rate alerts read, and an error-budget stat read from the History datasource (the
+long-term store's 30-day record with --scale).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, prometheus
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 
-from redline.generate.conventions import SLO_BUDGET, dashboard_uid, panel_id, runbook_url, slo_record
+from redline import storage
+from redline.generate.conventions import (
+    LONG_TERM_BUDGET,
+    SLO_BUDGET,
+    budget_left,
+    dashboard_uid,
+    long_range,
+    panel_id,
+    runbook_url,
+    slo_record,
+)
 from redline.generate.model import Catalogue, Slo, System, Threshold, format_number
 from redline.generate.render.dashboards import common
 
@@ -87,8 +98,21 @@ def per_env(expr: str) -> str:
     return f'label_replace({expr}, "env", "{NO_ENV}", "env", "")'
 
 
-def budget_left_query(slo: Slo) -> str:
-    return per_env(f'{SLO_BUDGET}{{slo="{slo.slo_label}"}}')
+def budget_left_query(slo: Slo, legend: str) -> prometheus.Dataquery:
+    """The SLO's budget left per env, read from the History datasource (conventions.budget_left)."""
+    return common.query(per_env(budget_left(slo)), legend=legend, instant=True, datasource=common.HISTORY)
+
+
+def budget_source(slo: Slo) -> str:
+    """Which record a budget panel shows, for its description."""
+    own = f"`{SLO_BUDGET}`, Prometheus' own"
+    if not long_range(slo):
+        return f"Read from the History datasource: {own}."
+    return (
+        f"Read from the History datasource: per env `{LONG_TERM_BUDGET}`, the whole {slo.period} as vmalert "
+        f"records it in the long-term store (`redline up --scale`); where that is absent (no store, or "
+        f"before vmalert's first round) {own}, over at most the {storage.PROMETHEUS_RETENTION_TIME} it keeps."
+    )
 
 
 def burn_rate_steps(catalogue: Catalogue) -> list[model.Threshold]:
@@ -152,11 +176,12 @@ def budget_panel(slo: Slo, panel_number: int, width: int = 8, height: int = 8) -
         panel_number,
         f"{slo.name}: error budget left",
         f"Share of the {slo.period} error budget ({format_number(slo.error_budget * 100)}% errors) not yet "
-        "spent; red once it is used up.",
+        f"spent; red once it is used up. {budget_source(slo)}",
         "percentunit",
-        [common.query(budget_left_query(slo), legend=f"{slo.name} {ENV_LEGEND}", instant=True)],
+        [budget_left_query(slo, legend=f"{slo.name} {ENV_LEGEND}")],
         width=width,
         height=height,
+        datasource=common.HISTORY,
         steps=[
             model.Threshold(value=None, color=common.ALERT_COLOR),
             model.Threshold(value=0, color="green"),
