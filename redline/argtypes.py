@@ -8,26 +8,24 @@ from pathlib import Path
 from redline.paths import RUN_DIR_ENV, run_dir
 
 
-def positive_float(text: str) -> float:
-    """A number greater than zero (seconds, a scale factor)."""
+def _positive(text: str, kind: type[float] | type[int], noun: str) -> float:
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A number greater than zero (seconds, a scale factor)."""
+    return float(_positive(text, float, "a number"))
 
 
 def positive_int(text: str) -> int:
     """A whole number greater than zero (a count, a divisor)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
+    return int(_positive(text, int, "a whole number"))
 
 
 def add_run_dir(parser: argparse.ArgumentParser, what: str) -> None:
