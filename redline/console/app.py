@@ -32,6 +32,7 @@ from redline.console.runbooks import Runbooks
 from redline.console.security import Authenticator, AuthMiddleware, Csrf
 from redline.console.upstream import UpstreamError
 from redline.console.views import Console, silence_body
+from redline.generate.conventions import COMPLIANCE_WINDOW
 from redline.generate.humanize import humanize_duration
 from redline.receivers.ledger import Action, Ledger
 
@@ -141,6 +142,8 @@ def build_app(console: Console, runbooks: Runbooks, authenticator: Authenticator
             "system.html",
             system=console.catalogue.system(system_id),
             rows=console.system_rows(system_id),
+            no_compliance=console.no_compliance(),
+            compliance_window=COMPLIANCE_WINDOW,
         )
 
     async def runbook(request: Request) -> Response:

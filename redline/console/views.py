@@ -20,9 +20,14 @@ from redline.console.upstream import Alertmanagers, Prometheus, UpstreamError, m
 from redline.generate.alerts import Alert, catalogue_alerts
 from redline.generate.conventions import (
     BUDGET_MATCH,
+    COMPLIANCE_GOOD,
+    COMPLIANCE_POOR,
+    COMPLIANCE_WINDOW,
     LONG_TERM_BUDGET,
     budget_left,
+    compliance_record,
     dashboard_uid,
+    entry_selector,
     long_range,
     panel_id,
     tiers_by_severity,
@@ -232,7 +237,37 @@ class Console:
             off_target = breaches(item.operator, value, item.target) and value != item.target
             color = "red" if breached else ("amber" if off_target else "green")
             row["values"].append((_series_name(result["metric"]), format_value(item.unit, value), color))
+        if not item.standard_name:  # the Watchdog has no target to hold (long_term.py)
+            row["held"] = self._held(system_id, item)
         return row
+
+    def _held(self, system_id: str, item: Threshold) -> list[tuple[str, str, str]]:
+        """The entry's monthly compliance per series, from the history: vmalert's record, which only the
+        long-term store holds (redline up --scale). Empty when the history has none."""
+        answer = self._instant(compliance_record() + entry_selector(system_id, item.id), self.over_time)
+        # The store's copies of the signal carry the replicas' external labels (e.g. stack), which the
+        # replica's current values do not: left out, a series is named as its current value is.
+        external = self._external_labels() if answer else {}
+        held = []
+        for result in answer:
+            share = float(result["value"][1])
+            metric = {k: v for k, v in result["metric"].items() if k != "entry" and external.get(k) != v}
+            color = "green" if share >= COMPLIANCE_GOOD else ("amber" if share >= COMPLIANCE_POOR else "red")
+            shown = f"target held {humanize_percentage(share)} of {COMPLIANCE_WINDOW} (long-term store)"
+            held.append((_series_name(metric), shown, color))
+        return sorted(held)
+
+    def _external_labels(self) -> dict[str, str]:
+        try:
+            return self.prometheus.external_labels()
+        except UpstreamError:
+            return {}
+
+    def no_compliance(self) -> str:
+        """What a threshold row says when the history has no monthly compliance."""
+        if self.over_time.url == self.prometheus.url:
+            return f"no {COMPLIANCE_WINDOW} record: needs --scale"
+        return f"no {COMPLIANCE_WINDOW} record in the long-term store yet (vmalert writes it)"
 
     def _instant(self, expr: str, source: Prometheus | None = None) -> list[dict[str, Any]]:
         try:

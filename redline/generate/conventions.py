@@ -147,3 +147,17 @@ def compliance_record() -> str:
     """The share of COMPLIANCE_WINDOW during which an entry kept its documented target (TARGET_HELD's
     mean)."""
     return f"entry:target_held:ratio_avg{COMPLIANCE_WINDOW}"
+
+
+def entry_selector(system_id: str, entry_id: str) -> str:
+    """The label matchers of one entry's TARGET_HELD and compliance_record() series."""
+    return f'{{entry="{entry_id}",system="{system_id}"}}'
+
+
+# How the monthly compliance is coloured (the console's system pages, the overview's table). A target is
+# the value a system should keep, not an alert value: 99% of 30 days leaves about 7 hours off target a
+# month (a few incidents' worth), the normal state of a healthy system; below 95% (more than a day and a
+# half a month) missing the target is what the system does, and either it or the documented number needs
+# attention (`redline backtest` suggests numbers). In between: a month worth looking at.
+COMPLIANCE_GOOD = 0.99
+COMPLIANCE_POOR = 0.95

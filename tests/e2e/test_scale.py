@@ -7,7 +7,8 @@ tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group tim
 - the replicas' two copies of each series are one series in the store, one sample per dedup interval;
 - vmalert evaluates the long-range rules (prometheus/long-term/rules.yml) against the store and writes
   their records into it; the console and `redline backtest` read history from the store by default, and
-  the console's system page shows vmalert's 30-day SLO budget;
+  the console's system page shows vmalert's 30-day SLO budget and each target's monthly compliance, and
+  the overview's compliance table answers from the store;
 - a replica SIGKILLed during an incident: the page arrives exactly once per group, and the incident's
   series has no gap in the store (REDLINE_SCALE_KILL_RUNS rounds, default 2; bench/scale_ha.py runs 20);
 - the store stopped under load (REDLINE_SCALE_OUTAGE_S, default 20 s; the bench runs 120 s): after it
@@ -16,8 +17,10 @@ tests/e2e/test_pages.py: rules rendered with `for: 3s`, Alertmanager's group tim
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -27,11 +30,18 @@ from pathlib import Path
 import pytest
 
 from redline import durations, storage, topology
-from redline.generate.conventions import LONG_TERM_BUDGET, SLO_BUDGET, budget_left
+from redline.generate.conventions import (
+    LONG_TERM_BUDGET,
+    OVERVIEW_UID,
+    SLO_BUDGET,
+    budget_left,
+    compliance_record,
+    entry_selector,
+)
 from redline.generate.humanize import humanize_percentage
 from redline.generate.load import load_catalogue
 from redline.testing import scale_ha
-from redline.testing.processes import wait_until
+from redline.testing.processes import ROOT, wait_until
 from redline.testing.sandbox import Sandbox, alertmanager_config_with_timers, render_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -166,6 +176,44 @@ def test_the_console_shows_the_long_term_budget_from_the_store(stack: Sandbox) -
         )
 
     wait_until(shown, 3 * durations.seconds(storage.LONG_TERM_EVAL_INTERVAL), what="the page")
+
+
+def _compliance_panel_query() -> str:
+    """The overview's "Documented targets held" table query, as Grafana sends it to History."""
+    data = json.loads((ROOT / "grafana" / "dashboards" / f"{OVERVIEW_UID}.json").read_text())
+    [panel] = [p for p in data["panels"] if p["title"] == "Documented targets held over 30 days"]
+    return str(panel["targets"][0]["expr"])
+
+
+def _cell_names(cell: str) -> list[str]:
+    return [html.unescape(name) for name in re.findall(r"<small>([^<]*)</small>", cell)]
+
+
+def test_the_console_and_the_overview_show_the_monthly_compliance_from_the_store(stack: Sandbox) -> None:
+    """vmalert's monthly compliance of GameBook's memory (held throughout: 1) in the real store: the
+    overview's table query answers it per system, entry, env and instance, and the console's GameBook page
+    shows it for every series it shows a current value of (the replica's answer), named the same."""
+    selector = compliance_record() + entry_selector("gamebook", "memory")
+    timeout = 3 * durations.seconds(storage.LONG_TERM_EVAL_INTERVAL) + 30
+    wait_until(lambda: _stored_value(stack, selector), timeout, what="the monthly compliance")
+    table = _store_query(stack, _compliance_panel_query())
+    memory = [
+        r for r in table if r["metric"].get("system") == "gamebook" and r["metric"]["entry"] == "memory"
+    ]
+    assert memory, table
+    for row in memory:
+        assert set(row["metric"]) == {"system", "entry", "env", "instance"}, row
+        assert float(row["value"][1]) == 1.0, row
+    request = urllib.request.Request(f"{stack.url('console')}/systems/gamebook", headers=stack.auth)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = response.read().decode()
+    found = re.search(r'<tr id="entry-memory">(.*?)</tr>', page, re.S)
+    assert found, page
+    cells = re.findall(r"<td>(.*?)</td>", found.group(1), re.S)
+    now, held = cells[2], cells[3]
+    assert _cell_names(now), now
+    assert sorted(_cell_names(held)) == sorted(_cell_names(now)), (now, held)
+    assert held.count("target held 100% of 30d (long-term store)") == len(_cell_names(now)), held
 
 
 def test_reload_reloads_both_replicas_and_vmalert(stack: Sandbox) -> None:

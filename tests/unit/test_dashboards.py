@@ -38,6 +38,7 @@ DASHBOARDS = ROOT / DASHBOARDS_DIR
 PROVISIONING = ROOT / "grafana" / "provisioning"
 DATASOURCE_VARIABLE_REF = {"type": "prometheus", "uid": "${datasource}"}
 HISTORY_REF = {"type": "prometheus", "uid": "redline-history"}  # the provisioned History datasource
+COMPLIANCE_TITLE = "Documented targets held over 30 days"
 FIXED_RANGE = re.compile(r"\[\s*\d+[smhdwy]\s*(?::[^\]]*)?\]")
 
 
@@ -187,8 +188,10 @@ def test_every_datasource_is_the_variable_or_a_provisioned_uid(path: Path) -> No
         if panel["type"] == "alertGroups":
             assert panel["datasource"]["uid"] in provisioned
             continue
-        # the SLO budgets read the History datasource (the store with --scale); the rest the variable
-        expected = HISTORY_REF if panel["title"].endswith("budget left") else DATASOURCE_VARIABLE_REF
+        # the SLO budgets and the targets' monthly compliance read the History datasource (the store
+        # with --scale); the rest the variable
+        history = panel["title"].endswith("budget left") or panel["title"] == COMPLIANCE_TITLE
+        expected = HISTORY_REF if history else DATASOURCE_VARIABLE_REF
         assert panel["datasource"] == expected, f"panel {panel['id']} {panel['title']}"
         assert panel["targets"], f"panel {panel['id']} has no query"
         for target in panel["targets"]:
@@ -355,6 +358,39 @@ def test_budget_panels_prefer_the_long_term_record_from_the_history(catalogue: C
         'label_replace(slo:error_budget_remaining_long_term:ratio{slo="gamebook-errors"} or on (slo, env) '
         'slo:error_budget_remaining:ratio{slo="gamebook-errors"}, "env", "(no env)", "env", "")'
     ]
+
+
+def test_the_overview_shows_each_targets_monthly_compliance_from_the_history() -> None:
+    """One table of vmalert's entry:target_held:ratio_avg30d from History, a row per system, entry, env
+    and instance, least held first, red below 95%, orange to 99%, green from 99%; the description says
+    where the record comes from and why those colours."""
+    [panel] = [p for p in all_panels(by_uid()[OVERVIEW_UID]) if p["title"] == COMPLIANCE_TITLE]
+    assert panel["type"] == "table" and panel["datasource"] == HISTORY_REF
+    [target] = panel["targets"]
+    assert target["datasource"] == HISTORY_REF and target["instant"] is True and target["format"] == "table"
+    assert target["expr"] == (
+        "label_replace(min by (system, entry, env, instance) (entry:target_held:ratio_avg30d), "
+        '"env", "(no env)", "env", "")'
+    )
+    [organize] = panel["transformations"]
+    assert organize["id"] == "organize"
+    columns = sorted(organize["options"]["indexByName"], key=organize["options"]["indexByName"].get)
+    assert columns == ["system", "entry", "env", "instance", "Value"]
+    assert organize["options"]["excludeByName"] == {"Time": True}
+    assert organize["options"]["renameByName"] == {"Value": "target held (30d)"}
+    assert panel["options"]["sortBy"] == [{"displayName": "target held (30d)", "desc": False}]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["unit"] == "percentunit" and (defaults["min"], defaults["max"]) == (0, 1)
+    steps = [(step["value"], step["color"]) for step in defaults["thresholds"]["steps"]]
+    assert steps == [(None, "red"), (0.95, "orange"), (0.99, "green")]
+    [override] = panel["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byName", "options": "target held (30d)"}
+    assert override["properties"] == [{"id": "custom.cellOptions", "value": {"type": "color-background"}}]
+    description = panel["description"]
+    assert "`entry:target_held:ratio_avg30d`, recorded by vmalert in the long-term store" in description
+    assert "History datasource: without --scale the table is empty" in description
+    assert "Green from 99%: at most 7h 12m 0s off target in 30d" in description
+    assert "Red below 95%: more than 1d 12h 0m 0s off target" in description
 
 
 def test_committed_dashboards_match_the_catalogue(catalogue: Catalogue) -> None:

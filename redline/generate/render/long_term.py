@@ -27,6 +27,7 @@ from redline.generate.conventions import (
     TARGET_HELD,
     burn_rate_windows,
     compliance_record,
+    entry_selector,
     long_range,
     long_term_group,
     long_term_slo_record,
@@ -59,7 +60,7 @@ def target_rules(threshold: Threshold) -> list[dict]:
     labels = {"entry": threshold.id, "system": threshold.system}
     signal = threshold.record or f"({threshold.signal.strip()})"
     held = f"{signal} {HOLDS[threshold.past_target]} bool {format_number(threshold.target)}"
-    selector = f'{TARGET_HELD}{{entry="{threshold.id}",system="{threshold.system}"}}'
+    selector = TARGET_HELD + entry_selector(threshold.system, threshold.id)
     return [
         {"record": TARGET_HELD, "expr": held, "labels": labels},
         {

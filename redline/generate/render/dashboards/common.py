@@ -1,11 +1,11 @@
 """Building blocks shared by every redline dashboard: datasource, variables, queries, panels, thresholds.
 
 Every panel queries Prometheus through the `$datasource` variable (default: the provisioned
-Prometheus, UID `redline-prometheus`) but two kinds: the Alertmanager panel names the provisioned
-Alertmanager UID, and the SLO budget panels the History datasource (UID `redline-history`: the long-term
-store with --scale, which alone holds a whole 30-day period). Catalogue numbers reach panels only through
-`threshold_steps`, so a dashboard shows exactly the target (green) and the alert values (red; orange for
-a lower level) that the rules alert on.
+Prometheus, UID `redline-prometheus`) but these: the Alertmanager panel names the provisioned
+Alertmanager UID, the SLO budget panels and the overview's compliance table the History datasource (UID
+`redline-history`: the long-term store with --scale, which alone holds a whole 30-day period). Catalogue
+numbers reach panels only through `threshold_steps`, so a dashboard shows exactly the target (green) and
+the alert values (red; orange for a lower level) that the rules alert on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The on-call overview: what fires now, how close each system is to alerting, and each SLO's budget.
+"""The on-call overview: what fires now, how close each system is to alerting, each SLO's budget, and how
+much of the last 30 days each documented target was held (the long-term store's records).
 
 "Worst signal" of a system: every threshold entry's signal divided by its first alert value (inverted
 for lower bounds), so 100% means "at the alert threshold"; the panel shows the entry with the highest
@@ -10,13 +11,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import alertgroups, dashboard, table
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import BigValueTextMode
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from redline.generate.conventions import OVERVIEW_UID, dashboard_uid
-from redline.generate.model import SEVERITIES, Catalogue, Slo, System, Threshold, format_number
+from redline.generate.conventions import (
+    COMPLIANCE_GOOD,
+    COMPLIANCE_POOR,
+    COMPLIANCE_WINDOW,
+    OVERVIEW_UID,
+    compliance_record,
+    dashboard_uid,
+)
+from redline.generate.humanize import humanize_duration
+from redline.generate.model import (
+    SEVERITIES,
+    Catalogue,
+    Slo,
+    System,
+    Threshold,
+    format_number,
+    parse_duration,
+)
 from redline.generate.render.dashboards import common
 from redline.generate.render.dashboards.system import (
     ENV_LEGEND,
@@ -25,6 +43,7 @@ from redline.generate.render.dashboards.system import (
     burn_rate_query,
     burn_rate_steps,
     entry_query,
+    per_env,
     thresholds_by_entry,
 )
 
@@ -33,6 +52,8 @@ PANEL_ALERT_GROUPS = 2
 PANEL_FIRING = 3
 ROW_WORST = 4
 ROW_SLOS = 5
+ROW_COMPLIANCE = 6
+PANEL_COMPLIANCE = 7
 FIRST_WORST_PANEL = 10  # one per system
 FIRST_SLO_PANEL = 30  # two per SLO: budget left, burn rate
 
@@ -177,6 +198,81 @@ def slo_panels(catalogue: Catalogue, slo: Slo, panel_number: int) -> list[Builde
     return [budget, burn]
 
 
+# The compliance table's columns, in order: one row per entry and series (the worst of a group).
+COMPLIANCE_COLUMNS = ("system", "entry", "env", "instance")
+COMPLIANCE_VALUE = f"target held ({COMPLIANCE_WINDOW})"
+
+
+def compliance_query() -> str:
+    """Each entry's monthly compliance per system, env and instance (the least-held series where a
+    signal has several, e.g. per pool or queue), read from the History datasource."""
+    by = ", ".join(COMPLIANCE_COLUMNS)
+    return per_env(f"min by ({by}) ({compliance_record()})")
+
+
+def compliance_panel() -> Builder[model.Panel]:
+    """A table of vmalert's monthly compliance records, least held first, coloured by COMPLIANCE_*."""
+    window = parse_duration(COMPLIANCE_WINDOW)
+    good, poor = format_number(COMPLIANCE_GOOD * 100), format_number(COMPLIANCE_POOR * 100)
+    description = (
+        f"The share of the last {COMPLIANCE_WINDOW} during which each threshold entry's signal kept its "
+        f"documented target (`{compliance_record()}`, recorded by vmalert in the long-term store with "
+        "`redline up --scale`; as far as vmalert has recorded, so a young store covers less). Read from the "
+        "History datasource: without --scale the table is empty, the Prometheus has no such record. "
+        f"Green from {good}%: at most {humanize_duration((1 - COMPLIANCE_GOOD) * window)} off target in "
+        f"{COMPLIANCE_WINDOW}, a few incidents' worth. Red below {poor}%: more than "
+        f"{humanize_duration((1 - COMPLIANCE_POOR) * window)} off target, so missing it is what the "
+        "system does, and the system or the documented number needs attention (`redline backtest` "
+        "suggests numbers). Orange between. A target is what a system should keep, not an alert value: "
+        "its alert may never have fired."
+    )
+    return (
+        table.Panel()
+        .id(PANEL_COMPLIANCE)
+        .title(f"Documented targets held over {format_number(window / 86400)} days")
+        .description(description)
+        .datasource(common.HISTORY)
+        .show_header(True)
+        .targets(
+            [
+                common.query(compliance_query(), instant=True, datasource=common.HISTORY).format(
+                    PromQueryFormat.TABLE
+                )
+            ]
+        )
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "indexByName": {name: i for i, name in enumerate((*COMPLIANCE_COLUMNS, "Value"))},
+                    "renameByName": {"Value": COMPLIANCE_VALUE},
+                },
+            )
+        )
+        .sort_by([common_builders.TableSortByFieldState().display_name(COMPLIANCE_VALUE).desc(False)])
+        .unit("percentunit")
+        .decimals(1)
+        .min(0)
+        .max(1)
+        .thresholds(
+            common.thresholds_config(
+                [
+                    model.Threshold(value=None, color=common.ALERT_COLOR),
+                    model.Threshold(value=COMPLIANCE_POOR, color=common.LOWER_ALERT_COLOR),
+                    model.Threshold(value=COMPLIANCE_GOOD, color=common.TARGET_COLOR),
+                ]
+            )
+        )
+        .override_by_name(
+            COMPLIANCE_VALUE,
+            [model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"})],
+        )
+        .span(common.GRID_WIDTH)
+        .height(12)
+    )
+
+
 def overview_dashboard(catalogue: Catalogue) -> dashboard.Dashboard:
     builder = common.base_dashboard(
         "On-call overview",
@@ -205,4 +301,7 @@ def overview_dashboard(catalogue: Catalogue) -> dashboard.Dashboard:
         for index, slo in enumerate(slos):
             for panel in slo_panels(catalogue, slo, FIRST_SLO_PANEL + 2 * index):
                 builder = builder.with_panel(panel)
+    if any(not t.standard_name for t in catalogue.thresholds()):  # the entries with a target to hold
+        builder = builder.with_row(common.row(ROW_COMPLIANCE, "Documented targets (long-term store)"))
+        builder = builder.with_panel(compliance_panel())
     return builder
