@@ -8,11 +8,12 @@ alert at that value (the humanize functions print exactly what its templates pri
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redline.generate.alerts import Alert
 from redline.generate.humanize import format_value, humanize_percentage, value_template
-from redline.generate.model import Fixture, Threshold, format_number
+from redline.generate.model import Fixture, FixtureSeries, Threshold, format_number
 
 SERIES_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
 LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -69,6 +70,16 @@ def input_series(
     fixture: Fixture, target: dict[str, str], timeline: Timeline, where: str
 ) -> tuple[list[dict], dict[str, str]]:
     """The group's input_series and the merged labels of all series (for expected alert labels)."""
+    return fixture_rows(
+        fixture, target, lambda item: series_values(item.type, item.scale, item.offset, timeline, where)
+    )
+
+
+def fixture_rows(
+    fixture: Fixture, target: dict[str, str], values: Callable[[FixtureSeries], str]
+) -> tuple[list[dict], dict[str, str]]:
+    """One input_series row per fixture series with the target's labels, its promtool values from
+    values(series); and the merged labels of all series (for expected alert labels)."""
     rows: list[dict] = []
     seen_labels: dict[str, str] = {}
     for item in fixture.series:
@@ -76,12 +87,7 @@ def input_series(
         merged = {**target, **labels}
         for key, value in merged.items():
             seen_labels.setdefault(key, value)
-        rows.append(
-            {
-                "series": series_text(name, merged),
-                "values": series_values(item.type, item.scale, item.offset, timeline, where),
-            }
-        )
+        rows.append({"series": series_text(name, merged), "values": values(item)})
     return rows, seen_labels
 
 

@@ -26,6 +26,7 @@ from redline.generate.humanize import format_value, humanize_percentage
 from redline.generate.model import (
     Catalogue,
     Fixture,
+    FixtureSeries,
     Slo,
     System,
     Threshold,
@@ -41,8 +42,8 @@ from redline.generate.render.promtool_series import (
     breach_and_safe,
     expected_annotations,
     expected_labels,
+    fixture_rows,
     input_series,
-    parse_series,
     series_text,
 )
 
@@ -345,17 +346,11 @@ def _silence_groups(
     back = t_late + interval  # the first sample after the silence
 
     def rows(*phases: tuple[bool, int]) -> tuple[list[dict], dict[str, str]]:
-        out: list[dict] = []
-        seen: dict[str, str] = {}
-        for item in fixture.series:
-            series_name, labels = parse_series(item.series)
-            merged = {**target, **labels}
-            for key, value in merged.items():
-                seen.setdefault(key, value)
+        def values(item: FixtureSeries) -> str:
             value = format_number(item.scale + item.offset)
-            parts = [f"{value if arriving else '_'}x{count - 1}" for arriving, count in phases]
-            out.append({"series": series_text(series_name, merged), "values": " ".join(parts)})
-        return out, seen
+            return " ".join(f"{value if arriving else '_'}x{count - 1}" for arriving, count in phases)
+
+        return fixture_rows(fixture, target, values)
 
     def case(t: int, firing: bool, seen: dict[str, str]) -> dict:
         expected = []
